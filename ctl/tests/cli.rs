@@ -1,0 +1,171 @@
+//! The built `meshctl` binary: exit codes 0/1/2, `error:`/`hint:` on stderr, config fallback.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+
+/// Runs meshctl in `cwd` with no MESH_* variables inherited.
+async fn meshctl(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshctl"));
+    cmd.args(args).current_dir(cwd);
+    for var in ["MESH_ADDR", "MESH_TOKEN", "MESH_CACERT", "MESH_CONFIG"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().await.unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn bad_usage_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &[][..],
+        &["cluster"],
+        &["node", "remove", "abc"],
+        &["-o", "yaml", "cluster", "status"],
+        &["frobnicate"],
+    ] {
+        let o = meshctl(dir.path(), args, &[]).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    let o = meshctl(dir.path(), &["--help"], &[]).await;
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn missing_addr_exits_2_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = meshctl(dir.path(), &["cluster", "status"], &[]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.starts_with("error: no node address"), "{err}");
+    assert!(
+        err.contains("hint: ") && err.contains("MESH_ADDR") && err.contains("meshd --dev"),
+        "{err}"
+    );
+    let o = meshctl(
+        dir.path(),
+        &["node", "list", "--addr", "h:1", "--cacert", "ca.pem"],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no token"), "{}", stderr(&o));
+    let o = meshctl(
+        dir.path(),
+        &["node", "list"],
+        &[("MESH_ADDR", "http://h:1"), ("MESH_TOKEN", "t"), ("MESH_CACERT", "x")],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("plaintext"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn unreachable_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let ca = ca_path(dir.path());
+    let o = meshctl(
+        dir.path(),
+        &[
+            "cluster",
+            "status",
+            "--addr",
+            &addr,
+            "--token",
+            "t",
+            "--cacert",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("error: meshd at {addr} is unreachable")), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talks_to_a_server_with_env_and_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve(Some(make_pki(dir.path()))).await.to_string();
+    let ca = ca_path(dir.path());
+    let env = [
+        ("MESH_ADDR", addr.as_str()),
+        ("MESH_TOKEN", TOKEN),
+        ("MESH_CACERT", ca.to_str().unwrap()),
+    ];
+    let o = meshctl(dir.path(), &["cluster", "status", "-o", "json"], &env).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["cluster_id"], "fake-cluster");
+    assert_eq!(v["nodes"][0]["id"], 7);
+
+    // ./.meshctl.toml with a relative CA path and a token file.
+    std::fs::write(dir.path().join("root-token"), format!("{TOKEN}\n")).unwrap();
+    let toml = format!("addr = \"{addr}\"\ncacert = \"ca.pem\"\ntoken_file = \"root-token\"\n");
+    std::fs::write(dir.path().join(".meshctl.toml"), toml).unwrap();
+    let o = meshctl(dir.path(), &["cluster", "transfer-leader"], &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "leadership transferred to node 8\n");
+
+    // A flag beats the file: a wrong token is refused.
+    let o = meshctl(dir.path(), &["node", "list", "--token", "wrong"], &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("the token was refused"), "{}", stderr(&o));
+
+    // Server errors carry the message and the reason.
+    let o = meshctl(dir.path(), &["node", "remove", "99"], &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("node 99 is not a member") && stderr(&o).contains("NOT_FOUND"),
+        "{}",
+        stderr(&o)
+    );
+    let o = meshctl(dir.path(), &["setting", "set", "node_ttl", "5s"], &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no leader yet"), "{}", stderr(&o));
+
+    // MESH_CONFIG pointing nowhere is an error, not a silent fallback.
+    let o = meshctl(dir.path(), &["node", "list"], &[("MESH_CONFIG", "/nonexistent/m.toml")]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/m.toml"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn tls_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let p = pki.to_str().unwrap();
+    let o = meshctl(dir.path(), &["tls", "ca", "create", "--dir", p], &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = meshctl(dir.path(), &["tls", "ca", "create", "--dir", p], &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("refusing to overwrite") && stderr(&o).contains("--force"));
+    let o = meshctl(
+        dir.path(),
+        &["tls", "cert", "create", "--dir", p, "--node", "n1", "--ip", "nope"],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("invalid --ip \"nope\""), "{}", stderr(&o));
+    let args = [
+        "-o", "json", "tls", "cert", "create", "--dir", p, "--node", "n1", "--ip", "10.0.0.1", "--dns", "n1.local",
+    ];
+    let o = meshctl(dir.path(), &args, &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sans"], serde_json::json!(["DNS:n1", "DNS:n1.local", "IP:10.0.0.1"]));
+    assert!(pki.join("n1.pem").exists() && pki.join("n1-key.pem").exists());
+}

@@ -1,0 +1,284 @@
+//! Golden tests of every output format: rendered tables and JSON are compared with the files in
+//! tests/golden/. Run with `UPDATE_GOLDEN=1` to rewrite them after an intended change.
+
+use mesh_proto::v1::*;
+use meshctl::output::{self, Format};
+
+/// Compares `actual` with tests/golden/`name`, or rewrites it when UPDATE_GOLDEN=1.
+fn check(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
+    if expected != actual {
+        let (e, a): (Vec<_>, Vec<_>) = (expected.lines().collect(), actual.lines().collect());
+        let mut diff = String::new();
+        for i in 0..e.len().max(a.len()) {
+            match (e.get(i), a.get(i)) {
+                (Some(x), Some(y)) if x == y => diff.push_str(&format!("  {x}\n")),
+                (x, y) => {
+                    if let Some(x) = x {
+                        diff.push_str(&format!("- {x}\n"));
+                    }
+                    if let Some(y) = y {
+                        diff.push_str(&format!("+ {y}\n"));
+                    }
+                }
+            }
+        }
+        panic!(
+            "{} differs (- expected, + actual; UPDATE_GOLDEN=1 to accept):\n{diff}",
+            path.display()
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn node(
+    id: u64,
+    addr: &str,
+    zone: &str,
+    role: &str,
+    state: &str,
+    contact: i64,
+    applied: u64,
+    version: &str,
+) -> NodeStatus {
+    NodeStatus {
+        id,
+        addr: addr.into(),
+        region: "eu-west-1".into(),
+        zone: zone.into(),
+        role: role.into(),
+        state: state.into(),
+        last_contact_ms: contact,
+        applied_index: applied,
+        version: version.into(),
+    }
+}
+
+fn nodes() -> Vec<NodeStatus> {
+    vec![
+        node(
+            4_503_599_627_370_001,
+            "10.0.1.10:7400",
+            "eu-west-1a",
+            "voter",
+            "active",
+            0,
+            1042,
+            "0.1.0",
+        ),
+        node(
+            2_251_799_813_685_247,
+            "10.0.2.11:7400",
+            "eu-west-1b",
+            "voter",
+            "active",
+            120,
+            1041,
+            "0.1.0",
+        ),
+        node(17, "10.0.3.12:7400", "", "learner", "joining", 3_210, 900, "0.1.0"),
+        node(
+            981_237,
+            "10.0.1.13:7400",
+            "eu-west-1a",
+            "VOTER",
+            "DOWN",
+            -1,
+            800,
+            "0.0.9",
+        ),
+        node(5, "10.0.2.14:7400", "eu-west-1b", "none", "left", 245_000, 640, ""),
+    ]
+}
+
+fn status() -> StatusResponse {
+    StatusResponse {
+        cluster_id: "c-7f3a9e21".into(),
+        leader_id: 4_503_599_627_370_001,
+        term: 7,
+        commit_index: 1042,
+        served_by: 2_251_799_813_685_247,
+        linearizable: true,
+        nodes: nodes(),
+        voter_target: 3,
+    }
+}
+
+fn both(name: &str, render: impl Fn(Format) -> String) {
+    check(&format!("{name}.txt"), &render(Format::Table));
+    let json = render(Format::Json);
+    serde_json::from_str::<serde_json::Value>(&json).expect("valid JSON");
+    check(&format!("{name}.json"), &json);
+}
+
+#[test]
+fn cluster_status() {
+    both("cluster_status", |f| output::cluster_status(&status(), f));
+}
+
+#[test]
+fn cluster_status_json_matches_the_contract() {
+    let v: serde_json::Value = serde_json::from_str(&output::cluster_status(&status(), Format::Json)).unwrap();
+    let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+    let mut expected = [
+        "cluster_id",
+        "leader_id",
+        "term",
+        "commit_index",
+        "served_by",
+        "linearizable",
+        "voter_target",
+        "nodes",
+    ];
+    expected.sort();
+    let mut keys_sorted = keys.clone();
+    keys_sorted.sort();
+    assert_eq!(keys_sorted, expected);
+    let n = &v["nodes"][0];
+    let mut nk: Vec<_> = n.as_object().unwrap().keys().cloned().collect();
+    nk.sort();
+    let mut expected = [
+        "id",
+        "addr",
+        "region",
+        "zone",
+        "role",
+        "state",
+        "last_contact_ms",
+        "applied_index",
+        "version",
+    ];
+    expected.sort();
+    assert_eq!(nk, expected);
+    assert_eq!(
+        v["leader_id"].as_u64(),
+        Some(4_503_599_627_370_001),
+        "u64 ids are JSON numbers"
+    );
+    assert_eq!(v["nodes"][3]["last_contact_ms"].as_i64(), Some(-1));
+    assert_eq!(v["nodes"][3]["state"], "down");
+}
+
+#[test]
+fn cluster_status_without_leader_local() {
+    let mut s = status();
+    s.leader_id = 0;
+    s.linearizable = false;
+    s.served_by = 17;
+    both("cluster_status_no_leader", |f| output::cluster_status(&s, f));
+}
+
+#[test]
+fn node_list() {
+    let r = ListNodesResponse {
+        nodes: nodes(),
+        linearizable: true,
+    };
+    both("node_list", |f| output::node_list(&r, f));
+    let local = ListNodesResponse {
+        nodes: nodes()[..2].to_vec(),
+        linearizable: false,
+    };
+    both("node_list_local", |f| output::node_list(&local, f));
+}
+
+#[test]
+fn node_remove() {
+    let n = nodes()[3].clone();
+    both("node_removed", |f| output::node_removed(981_237, Some(&n), f));
+    both("node_removed_unknown", |f| output::node_removed(44, None, f));
+}
+
+#[test]
+fn transfer_leader() {
+    let r = TransferLeaderResponsePublic {
+        new_leader: 2_251_799_813_685_247,
+    };
+    both("transfer_leader", |f| output::transfer_leader(&r, f));
+}
+
+fn view(name: &str, value: &str, is_default: bool, help: &str, at: u64) -> SettingView {
+    SettingView {
+        name: name.into(),
+        value: value.into(),
+        is_default,
+        help: help.into(),
+        updated_at_ms: at,
+    }
+}
+
+#[test]
+fn settings() {
+    let list = ListSettingsResponse {
+        settings: vec![
+            view(
+                "voter_target",
+                "5",
+                false,
+                "voters the autopilot keeps (1, 3, 5 or 7)",
+                1_709_210_096_789,
+            ),
+            view("node_ttl", "10s", true, "a node silent this long is marked down", 0),
+            view(
+                "leader_grace",
+                "10s",
+                true,
+                "after a leader change, nobody is judged before this",
+                0,
+            ),
+            view(
+                "dead_voter_grace",
+                "2m",
+                false,
+                "a voter down this long is replaced",
+                1_709_296_496_000,
+            ),
+            view(
+                "stabilization_time",
+                "10s",
+                true,
+                "a learner must be healthy this long before promotion",
+                0,
+            ),
+        ],
+        linearizable: true,
+    };
+    both("setting_list", |f| output::setting_list(&list, f));
+    let local = ListSettingsResponse {
+        settings: list.settings[..1].to_vec(),
+        linearizable: false,
+    };
+    both("setting_list_local", |f| output::setting_list(&local, f));
+
+    let setting = Setting {
+        name: "node_ttl".into(),
+        value: "30s".into(),
+        updated_at_ms: 1_709_210_096_789,
+    };
+    let get = GetSettingResponse {
+        setting: Some(setting.clone()),
+        linearizable: true,
+        is_default: false,
+    };
+    both("setting_get", |f| output::setting_get(&get, f));
+    let get_default = GetSettingResponse {
+        setting: Some(Setting {
+            name: "leader_grace".into(),
+            value: "10s".into(),
+            updated_at_ms: 0,
+        }),
+        linearizable: false,
+        is_default: true,
+    };
+    both("setting_get_default_local", |f| output::setting_get(&get_default, f));
+    let set = SetSettingResponse { setting: Some(setting) };
+    both("setting_set", |f| output::setting_set(&set, f));
+}

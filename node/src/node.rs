@@ -1,0 +1,244 @@
+//! The running node: its Raft handle, its view of the applied state, its connections to peers,
+//! and the two operations every service builds on — [`Node::write`] (propose a command through
+//! the leader, wherever it is) and [`Node::read_barrier`] (make a read linearizable, or say it is
+//! local).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mesh_proto::v1::{self as pb, ReadConsistency};
+use mesh_raft::{MeshRaft, NodeId, StateReader};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{RaftMetrics, ServerState};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::peers::{is_transport_failure, Peers};
+
+/// How long a write or a linearizable read waits for a leader before giving up with NO_LEADER.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// Timeout of one forwarded call to the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// meshd version, reported in heartbeats and status.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the leader last heard from a node (kept in memory on the leader only; never in the log).
+#[derive(Clone, Debug)]
+pub struct Liveness {
+    pub last_heard: Instant,
+    pub applied_index: u64,
+    pub version: String,
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub cfg: Config,
+    pub raft: MeshRaft,
+    pub state: StateReader,
+    pub peers: Arc<Peers>,
+    /// Cluster id once known ("" before); shared with `peers` for request headers.
+    pub cluster_id: Arc<RwLock<String>>,
+    /// Leader-side liveness of every node, fed by heartbeats.
+    pub liveness: Mutex<HashMap<NodeId, Liveness>>,
+    /// When this node last became leader (None while not leading): nobody is judged down before
+    /// the leader-grace period has passed since then.
+    pub leading_since: Mutex<Option<Instant>>,
+    /// The one cancellation signal every task watches.
+    pub shutdown: CancellationToken,
+    pub metrics: Metrics,
+}
+
+/// Wall-clock milliseconds, stamped into commands by their proposer.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    /// A copy of the current Raft metrics (never hold the watch borrow across an await).
+    pub fn raft_metrics(&self) -> RaftMetrics<NodeId, openraft::BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The current leader's id and address, if one is known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft_metrics();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
+        Some((id, addr))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft_metrics();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Waits until some leader is known, up to `LEADER_WAIT`.
+    async fn await_leader(&self) -> Result<(NodeId, String), ApiError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Some(l) = self.leader() {
+                return Ok(l);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.shutdown.is_cancelled() {
+                return Err(ApiError::NoLeader);
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), rx.changed()).await;
+        }
+    }
+
+    /// Proposes `cmd` through the leader and waits for it to be applied. On the leader it goes
+    /// straight into Raft; elsewhere it is forwarded. Retries across a leader change until
+    /// `LEADER_WAIT` runs out. A deterministic refusal by the state machine becomes an error.
+    pub async fn write(&self, mut cmd: pb::Command) -> Result<pb::CommandResponse, ApiError> {
+        if cmd.at_ms == 0 {
+            cmd.at_ms = now_ms();
+        }
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let (leader, addr) = self.await_leader().await?;
+            let attempt = if leader == self.id {
+                self.write_local(cmd.clone()).await
+            } else {
+                self.forward(leader, &addr, cmd.clone()).await
+            };
+            match attempt {
+                Err(ApiError::NoLeader) | Err(ApiError::Unavailable(_))
+                    if Instant::now() < deadline && !self.shutdown.is_cancelled() =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Proposes on this node, which must be the leader (otherwise NO_LEADER, so callers retry).
+    pub async fn write_local(&self, cmd: pb::Command) -> Result<pb::CommandResponse, ApiError> {
+        let started = Instant::now();
+        let result = self.raft.client_write(cmd).await;
+        self.metrics.apply_latency.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(resp) => refusal_to_error(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(ApiError::NoLeader),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ApiError::InvalidArgument(e.to_string()))
+            }
+            Err(RaftError::Fatal(e)) => Err(ApiError::Unavailable(format!("this node's Raft has stopped: {e}"))),
+        }
+    }
+
+    async fn forward(&self, leader: NodeId, addr: &str, cmd: pb::Command) -> Result<pb::CommandResponse, ApiError> {
+        let mut client = self.peers.peer_client(addr)?;
+        let mut req = tonic::Request::new(pb::ForwardRequest {
+            header: Some(self.peers.header(leader)),
+            command: Some(cmd),
+        });
+        req.set_timeout(FORWARD_TIMEOUT);
+        match client.forward(req).await {
+            Ok(resp) => refusal_to_error(resp.into_inner()),
+            Err(status) => Err(self.peers.call_failed(addr, status)),
+        }
+    }
+
+    /// Makes a read linearizable when asked (Raft ReadIndex: on the leader by confirming its
+    /// leadership with a quorum; on a follower by asking the leader for its read index and
+    /// waiting to apply up to it). Returns whether the read is linearizable.
+    pub async fn read_barrier(&self, consistency: ReadConsistency) -> Result<bool, ApiError> {
+        if consistency == ReadConsistency::Local {
+            return Ok(false);
+        }
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let (leader, addr) = self.await_leader().await?;
+            let attempt = if leader == self.id {
+                self.leader_read_index().await
+            } else {
+                self.remote_read_index(leader, &addr).await
+            };
+            match attempt {
+                Ok(index) => {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_secs(1));
+                    self.raft
+                        .wait(Some(left))
+                        .applied_index_at_least(Some(index), "linearizable read")
+                        .await
+                        .map_err(|e| {
+                            ApiError::Unavailable(format!("this node did not catch up with the leader in time: {e}"))
+                        })?;
+                    return Ok(true);
+                }
+                Err(ApiError::NoLeader) | Err(ApiError::Unavailable(_))
+                    if Instant::now() < deadline && !self.shutdown.is_cancelled() =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// On the leader: the index a linearizable read must wait for, after confirming leadership.
+    pub async fn leader_read_index(&self) -> Result<u64, ApiError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, applied)) => Ok(read.max(applied).map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(ApiError::NoLeader),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(ApiError::Unavailable(format!("the leader cannot reach a quorum: {e}")))
+            }
+            Err(RaftError::Fatal(e)) => Err(ApiError::Unavailable(format!("this node's Raft has stopped: {e}"))),
+        }
+    }
+
+    async fn remote_read_index(&self, leader: NodeId, addr: &str) -> Result<u64, ApiError> {
+        let mut client = self.peers.peer_client(addr)?;
+        let mut req = tonic::Request::new(pb::ReadIndexRequest {
+            header: Some(self.peers.header(leader)),
+        });
+        req.set_timeout(FORWARD_TIMEOUT);
+        match client.read_index(req).await {
+            Ok(r) => Ok(r.into_inner().read_index),
+            Err(status) if is_transport_failure(&status) => Err(self.peers.call_failed(addr, status)),
+            Err(status) => Err(ApiError::from_status(&status)),
+        }
+    }
+
+    /// Checks the header of a node-to-node request: it must be meant for this node and come from
+    /// this node's cluster.
+    pub fn check_peer_header(&self, header: Option<&pb::PeerHeader>) -> Result<(), ApiError> {
+        let h = header.ok_or_else(|| ApiError::InvalidArgument("peer request without header".into()))?;
+        if h.to != 0 && h.to != self.id {
+            return Err(ApiError::WrongNode(format!(
+                "this request was meant for node {} but reached node {} (stale address or reused IP); refusing it",
+                h.to, self.id
+            )));
+        }
+        let ours = self.cluster_id.read().unwrap().clone();
+        if !h.cluster_id.is_empty() && !ours.is_empty() && h.cluster_id != ours {
+            return Err(ApiError::WrongCluster(format!(
+                "node {} belongs to cluster {} but this node belongs to cluster {}; refusing it",
+                h.from, h.cluster_id, ours
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Turns a state-machine refusal carried in a response into an error.
+pub fn refusal_to_error(resp: pb::CommandResponse) -> Result<pb::CommandResponse, ApiError> {
+    if resp.error.is_empty() {
+        Ok(resp)
+    } else {
+        Err(ApiError::from_refusal(&resp.reason, resp.error))
+    }
+}

@@ -1,0 +1,11 @@
+//! gRPC services of a node, all on its one TLS port:
+//! - `raft`: RaftService, the receiving side of the Raft network (mutual TLS).
+//! - `peer`: PeerService, node-to-node coordination: forming, joining, heartbeats, forwarded
+//!   writes, read index, leadership transfer (mutual TLS).
+//! - `cluster`: ClusterService, the public administration API (bearer token).
+//!
+//! Handlers return `Result<_, ApiError>`; `crate::error` turns that into a status.
+
+pub mod cluster;
+pub mod peer;
+pub mod raft;

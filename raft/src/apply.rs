@@ -1,0 +1,176 @@
+//! The business logic of the state machine: a pure, deterministic function from (tables, command)
+//! to (tables', response). It reads no clock (timestamps come from `Command.at_ms`) and does no
+//! I/O, so every node computes the same tables from the same log.
+//!
+//! A refused command leaves the tables unchanged and returns a response with `error` (for humans)
+//! and `reason` (`ALREADY_INITIALIZED`, `NOT_FOUND`, `INVALID`).
+
+use mesh_proto::v1::{self as pb, command::Kind, NodeState};
+
+use crate::settings;
+use crate::tables::Tables;
+
+pub const REASON_ALREADY_INITIALIZED: &str = "ALREADY_INITIALIZED";
+pub const REASON_NOT_FOUND: &str = "NOT_FOUND";
+pub const REASON_INVALID: &str = "INVALID";
+
+fn ok() -> pb::CommandResponse {
+    pb::CommandResponse::default()
+}
+
+fn refuse(reason: &str, error: impl Into<String>) -> pb::CommandResponse {
+    pb::CommandResponse {
+        error: error.into(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Human name of a node state ("active", "left", ...), or None for an unknown enum value.
+pub fn state_name(state: i32) -> Option<&'static str> {
+    Some(match NodeState::try_from(state).ok()? {
+        NodeState::Unspecified => "unspecified",
+        NodeState::Joining => "joining",
+        NodeState::Active => "active",
+        NodeState::Draining => "draining",
+        NodeState::Down => "down",
+        NodeState::Left => "left",
+    })
+}
+
+fn known_state(state: i32) -> bool {
+    NodeState::try_from(state).is_ok()
+}
+
+/// Applies one command to the tables.
+pub fn apply_command(t: &mut Tables, cmd: &pb::Command) -> pb::CommandResponse {
+    let at = cmd.at_ms;
+    match &cmd.kind {
+        None => refuse(
+            REASON_INVALID,
+            "command has no kind (unknown command, proposed by a newer version?)",
+        ),
+        Some(Kind::Noop(_)) => ok(),
+        Some(Kind::InitCluster(c)) => init_cluster(t, c, at),
+        Some(Kind::UpsertNode(u)) => upsert_node(t, u, at),
+        Some(Kind::SetNodeState(s)) => set_node_state(t, s, at),
+        Some(Kind::SetSetting(s)) => set_setting(t, s, at),
+        Some(Kind::DeleteSetting(d)) => delete_setting(t, d),
+    }
+}
+
+fn init_cluster(t: &mut Tables, c: &pb::InitCluster, at: u64) -> pb::CommandResponse {
+    if let Some(existing) = &t.cluster {
+        return refuse(
+            REASON_ALREADY_INITIALIZED,
+            format!("cluster already initialized (cluster id {})", existing.cluster_id),
+        );
+    }
+    if c.cluster_id.is_empty() {
+        return refuse(REASON_INVALID, "InitCluster needs a non-empty cluster_id");
+    }
+    t.cluster = Some(pb::ClusterInfo {
+        cluster_id: c.cluster_id.clone(),
+        root_token_sha256: c.root_token_sha256.clone(),
+        created_at_ms: at,
+    });
+    ok()
+}
+
+fn upsert_node(t: &mut Tables, u: &pb::UpsertNode, at: u64) -> pb::CommandResponse {
+    let Some(node) = &u.node else {
+        return refuse(REASON_INVALID, "UpsertNode without a node record");
+    };
+    if node.id == 0 {
+        return refuse(REASON_INVALID, "node id 0 is not a valid node id");
+    }
+    if !known_state(node.state) {
+        return refuse(
+            REASON_INVALID,
+            format!("node {}: unknown node state {}", node.id, node.state),
+        );
+    }
+    let mut rec = node.clone();
+    match t.nodes.get(&node.id) {
+        Some(old) if old.state == NodeState::Left as i32 => {
+            return refuse(
+                REASON_INVALID,
+                format!(
+                    "node {} has left the cluster; node ids are never reused, start it with a fresh data dir",
+                    node.id
+                ),
+            );
+        }
+        Some(old) => {
+            rec.joined_at_ms = old.joined_at_ms;
+            if rec.state == NodeState::Unspecified as i32 || rec.state == old.state {
+                rec.state = old.state;
+                rec.state_changed_at_ms = old.state_changed_at_ms;
+                if node.state == NodeState::Unspecified as i32 {
+                    rec.state_reason = old.state_reason.clone();
+                }
+            } else {
+                rec.state_changed_at_ms = at;
+            }
+        }
+        None => {
+            if rec.state == NodeState::Unspecified as i32 {
+                rec.state = NodeState::Joining as i32;
+            }
+            rec.joined_at_ms = at;
+            rec.state_changed_at_ms = at;
+        }
+    }
+    t.nodes.insert(rec.id, rec);
+    ok()
+}
+
+fn set_node_state(t: &mut Tables, s: &pb::SetNodeState, at: u64) -> pb::CommandResponse {
+    if !known_state(s.state) || s.state == NodeState::Unspecified as i32 {
+        return refuse(
+            REASON_INVALID,
+            format!("node {}: invalid target state {}", s.node_id, s.state),
+        );
+    }
+    let Some(rec) = t.nodes.get_mut(&s.node_id) else {
+        return refuse(REASON_NOT_FOUND, format!("node {} not found", s.node_id));
+    };
+    if rec.state == NodeState::Left as i32 && s.state != NodeState::Left as i32 {
+        return refuse(
+            REASON_INVALID,
+            format!(
+                "node {} has left the cluster and cannot become {}; node ids are never reused",
+                s.node_id,
+                state_name(s.state).unwrap_or("?")
+            ),
+        );
+    }
+    if rec.state != s.state {
+        rec.state = s.state;
+        rec.state_changed_at_ms = at;
+    }
+    rec.state_reason = s.reason.clone();
+    ok()
+}
+
+fn set_setting(t: &mut Tables, s: &pb::SetSetting, at: u64) -> pb::CommandResponse {
+    if let Err(e) = settings::validate(&s.name, &s.value) {
+        return refuse(REASON_INVALID, e);
+    }
+    t.settings.insert(
+        s.name.clone(),
+        pb::Setting {
+            name: s.name.clone(),
+            value: s.value.clone(),
+            updated_at_ms: at,
+        },
+    );
+    ok()
+}
+
+fn delete_setting(t: &mut Tables, d: &pb::DeleteSetting) -> pb::CommandResponse {
+    if settings::spec(&d.name).is_none() {
+        return refuse(REASON_NOT_FOUND, format!("unknown setting {:?}", d.name));
+    }
+    t.settings.remove(&d.name);
+    ok()
+}

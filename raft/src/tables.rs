@@ -1,0 +1,153 @@
+//! In-memory form of the applied state: the tables (`cluster`, `nodes`, `settings`) plus the last
+//! applied log id and membership, and the [`StateReader`] that node/ uses to read them.
+//!
+//! The state machine keeps one [`AppliedState`] in memory, mirrored in sled; readers see it only
+//! after the corresponding sled batch is flushed, so they never see state that a crash could undo.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use mesh_proto::v1 as pb;
+use openraft::{BasicNode, LogId, StoredMembership};
+
+use crate::codec::{self, CodecError};
+use crate::settings;
+
+/// The business tables, as plain ordered maps. [`crate::apply::apply_command`] works on this.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tables {
+    pub cluster: Option<pb::ClusterInfo>,
+    pub nodes: BTreeMap<u64, pb::NodeRecord>,
+    pub settings: BTreeMap<String, pb::Setting>,
+}
+
+/// Everything the state machine holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, BasicNode>,
+    pub tables: Tables,
+}
+
+impl AppliedState {
+    /// The snapshot message of this state (nodes sorted by id, settings by name).
+    pub fn to_snapshot_data(&self) -> pb::SnapshotData {
+        pb::SnapshotData {
+            last_applied: codec::opt_log_id_to_pb(&self.last_applied),
+            membership: Some(codec::stored_membership_to_pb(&self.membership)),
+            cluster: self.tables.cluster.clone(),
+            nodes: self.tables.nodes.values().cloned().collect(),
+            settings: self.tables.settings.values().cloned().collect(),
+        }
+    }
+
+    /// Canonical (deterministic) snapshot bytes of this state.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        crate::canonical::snapshot_data(&self.to_snapshot_data())
+    }
+
+    /// Rebuilds the state from a snapshot message, refusing duplicate or invalid rows.
+    pub fn from_snapshot_data(s: &pb::SnapshotData) -> Result<Self, CodecError> {
+        let membership = match &s.membership {
+            Some(m) => codec::stored_membership_from_pb(m)?,
+            None => return Err(CodecError::new("snapshot data", "membership is missing")),
+        };
+        let mut tables = Tables {
+            cluster: s.cluster.clone(),
+            ..Default::default()
+        };
+        for n in &s.nodes {
+            if n.id == 0 {
+                return Err(CodecError::new("snapshot data", "node record with id 0"));
+            }
+            if tables.nodes.insert(n.id, n.clone()).is_some() {
+                return Err(CodecError::new("snapshot data", format!("node {} appears twice", n.id)));
+            }
+        }
+        for st in &s.settings {
+            if settings::spec(&st.name).is_none() {
+                return Err(CodecError::new(
+                    "snapshot data",
+                    format!("unknown setting {:?}", st.name),
+                ));
+            }
+            if tables.settings.insert(st.name.clone(), st.clone()).is_some() {
+                return Err(CodecError::new(
+                    "snapshot data",
+                    format!("setting {:?} appears twice", st.name),
+                ));
+            }
+        }
+        Ok(Self {
+            last_applied: codec::opt_log_id_from_pb(&s.last_applied),
+            membership,
+            tables,
+        })
+    }
+}
+
+/// Read access to the applied state. Cheap to clone; reads take a short read lock and never wait
+/// for Raft (only for a concurrent in-memory swap after an apply).
+#[derive(Clone, Debug)]
+pub struct StateReader {
+    pub(crate) state: Arc<RwLock<AppliedState>>,
+}
+
+impl StateReader {
+    /// A reader over a detached state (for tests and tools).
+    pub fn from_state(state: AppliedState) -> Self {
+        Self {
+            state: Arc::new(RwLock::new(state)),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&AppliedState) -> T) -> T {
+        // A poisoned lock only means a panic elsewhere while holding it; the data is a whole
+        // AppliedState swapped in one assignment, so it is still consistent.
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        f(&guard)
+    }
+
+    pub fn cluster(&self) -> Option<pb::ClusterInfo> {
+        self.with(|s| s.tables.cluster.clone())
+    }
+
+    /// All node records, sorted by id.
+    pub fn nodes(&self) -> Vec<pb::NodeRecord> {
+        self.with(|s| s.tables.nodes.values().cloned().collect())
+    }
+
+    pub fn node(&self, id: u64) -> Option<pb::NodeRecord> {
+        self.with(|s| s.tables.nodes.get(&id).cloned())
+    }
+
+    /// Settings explicitly set in the cluster, sorted by name (defaults are not listed; see
+    /// [`crate::settings::all`] and [`Self::setting_or_default`]).
+    pub fn settings(&self) -> Vec<pb::Setting> {
+        self.with(|s| s.tables.settings.values().cloned().collect())
+    }
+
+    pub fn setting(&self, name: &str) -> Option<pb::Setting> {
+        self.with(|s| s.tables.settings.get(name).cloned())
+    }
+
+    /// The applied value of `name`, else its registry default, else "" for an unknown name.
+    pub fn setting_or_default(&self, name: &str) -> String {
+        self.setting(name)
+            .map(|s| s.value)
+            .unwrap_or_else(|| settings::default_of(name).unwrap_or_default().to_string())
+    }
+
+    pub fn last_applied(&self) -> Option<LogId<u64>> {
+        self.with(|s| s.last_applied)
+    }
+
+    pub fn membership(&self) -> StoredMembership<u64, BasicNode> {
+        self.with(|s| s.membership.clone())
+    }
+
+    /// A consistent copy of the whole applied state.
+    pub fn snapshot(&self) -> AppliedState {
+        self.with(|s| s.clone())
+    }
+}
