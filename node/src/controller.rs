@@ -35,13 +35,20 @@ pub async fn run(node: Arc<Node>) {
             node.shutdown.cancel();
             return;
         }
-        let result = if node.is_leader() {
-            leader_tick(&node).await
-        } else {
-            follower_tick(&node).await
+        // A tick can wait on Raft (a write without quorum never commits), so it races the
+        // shutdown signal: a draining node must not hang on a cluster that lost its quorum.
+        let work = async {
+            if node.is_leader() {
+                leader_tick(&node).await
+            } else {
+                follower_tick(&node).await
+            }
         };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "controller tick");
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            result = work => if let Err(e) = result {
+                tracing::debug!(error = %e, "controller tick");
+            }
         }
     }
 }

@@ -21,7 +21,9 @@ use crate::peers::{is_transport_failure, Peers};
 /// How long a write or a linearizable read waits for a leader before giving up with NO_LEADER.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// Timeout of one forwarded call to the leader.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(12);
+/// Longest the leader waits for one of its proposals to commit and apply.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// meshd version, reported in heartbeats and status.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -124,7 +126,16 @@ impl Node {
     /// Proposes on this node, which must be the leader (otherwise NO_LEADER, so callers retry).
     pub async fn write_local(&self, cmd: pb::Command) -> Result<pb::CommandResponse, ApiError> {
         let started = Instant::now();
-        let result = self.raft.client_write(cmd).await;
+        let result = tokio::select! {
+            r = tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd)) => match r {
+                Ok(r) => r,
+                Err(_) => return Err(ApiError::Unavailable(format!(
+                    "the write was not committed within {}s (no quorum reachable?); it may still be applied later, so check before retrying",
+                    WRITE_TIMEOUT.as_secs()
+                ))),
+            },
+            _ = self.shutdown.cancelled() => return Err(ApiError::Unavailable("this node is shutting down".into())),
+        };
         self.metrics.apply_latency.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(resp) => refusal_to_error(resp.data),
