@@ -12,7 +12,9 @@
 //! keeps the directory; `MESH_TESTS_KEEP=1` keeps it always.
 //!
 //! All waiting is polling with deadlines ([`crate::wait`]). Children are SIGKILLed on Drop (and get
-//! `PR_SET_PDEATHSIG` so they die with the test process even if Drop never runs).
+//! `PR_SET_PDEATHSIG` so they die with the test process even if Drop never runs; the signal fires
+//! when the *thread* that spawned them exits, so start and restart nodes from the thread that owns
+//! the cluster, as the tests do).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -374,6 +376,8 @@ impl TestCluster {
                 cmd.env_remove(k);
             }
         }
+        // Plain logs (no ANSI colours) in nI.log.
+        cmd.env("NO_COLOR", "1");
         cmd.current_dir(&self.root);
         cmd
     }

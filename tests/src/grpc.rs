@@ -37,6 +37,38 @@ fn bearer(token: Option<&str>) -> anyhow::Result<Bearer> {
     }))
 }
 
+/// Health client (grpc.health.v1) with the bearer interceptor.
+pub type HealthClient = tonic_health::pb::health_client::HealthClient<InterceptedService<Channel, Bearer>>;
+
+/// grpc.health.v1 `Check` for service "" on `addr` over TLS; returns the serving status name
+/// (`SERVING`, `NOT_SERVING`, ...).
+pub async fn health(addr: SocketAddr, ca_pem: &Path, token: Option<&str>) -> anyhow::Result<String> {
+    let ch = tls_channel(addr, ca_pem).await?;
+    let mut cl = tonic_health::pb::health_client::HealthClient::with_interceptor(ch, bearer(token)?);
+    let r = cl
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await?
+        .into_inner();
+    Ok(
+        tonic_health::pb::health_check_response::ServingStatus::try_from(r.status)
+            .map(|s| s.as_str_name().to_string())
+            .unwrap_or_else(|_| format!("status {}", r.status)),
+    )
+}
+
+/// A TLS channel to `addr` trusting `ca_pem`.
+pub async fn tls_channel(addr: SocketAddr, ca_pem: &Path) -> anyhow::Result<Channel> {
+    let ca = std::fs::read(ca_pem)?;
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    Ok(Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
+}
+
 /// Connects over TLS to `addr`, trusting `ca_pem`, sending `token`.
 pub async fn connect(addr: SocketAddr, ca_pem: &Path, token: Option<&str>) -> anyhow::Result<Client> {
     let ca = std::fs::read(ca_pem)?;

@@ -65,6 +65,28 @@ fn three_node_bootstrap_agrees_on_one_leader() {
         assert_eq!(st.voter_target, 3, "default voter_target: {}", st.raw);
     }
 
+    // Readiness: grpc.health.v1 reports SERVING for service "" on every node (a leader is known).
+    for i in 0..3 {
+        let addr = c.node(i).listen;
+        let ca = c.ca();
+        let tok = c.token();
+        let r = c.rt().block_on(mesh_tests::grpc::health(addr, &ca, Some(&tok)));
+        match r {
+            Ok(s) => assert_eq!(s, "SERVING", "node {i} health"),
+            Err(e) => panic!("node {i}: grpc.health.v1 Check failed: {e:#}"),
+        }
+    }
+
+    // Only the root token's SHA-256 may be logged, never the token itself.
+    let tok = c.token();
+    for i in 0..3 {
+        assert!(
+            !c.log_text(i).contains(&tok),
+            "node {i} logged the root token: {}",
+            c.node(i).log.display()
+        );
+    }
+
     // The root token was written once, by the node that bootstrapped, mode 0600.
     let holders: Vec<usize> = (0..3).filter(|&i| c.read_root_token(i).is_some()).collect();
     assert_eq!(

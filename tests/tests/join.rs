@@ -86,7 +86,23 @@ fn join_through_follower_with_target_3_stays_learner() {
         }
     })
     .unwrap_or_else(|e| panic!("with voter target 3 the 4th node must stay a learner: {e}"));
-    // It serves reads of the replicated state.
+    // It replicates: a new write reaches it, and it serves reads of the replicated state.
+    c.set_setting_eventually(f, "leader_grace", "2s", Duration::from_secs(10));
+    let commit = c.status(li).map_err(|o| o.describe()).unwrap().commit_index;
+    c.wait_applied(a, commit, Duration::from_secs(20));
+    c.wait_setting(a, "leader_grace", "2s", true, Duration::from_secs(10));
     let st = c.status_local(a).map_err(|o| o.describe()).unwrap();
     assert_eq!(st.leader_id, c.node_id(li));
+    // The leader's view of the learner's applied index follows too.
+    wait_for(
+        "the leader to report the learner's applied index",
+        Duration::from_secs(20),
+        || {
+            let st = c.status(li).map_err(|o| o.describe())?;
+            match st.node(ida) {
+                Some(n) if n.applied_index >= commit => Ok(()),
+                _ => Err(st.summary()),
+            }
+        },
+    );
 }

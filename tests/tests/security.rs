@@ -73,6 +73,7 @@ fn wrong_ca_is_refused_with_a_clear_error() {
         .arg(c.token())
         .args(["-o", "json", "cluster", "status"]);
     let out = mesh_tests::proc::run(cmd, Duration::from_secs(20));
+    eprintln!("wrong CA: code {:?}: {}", out.code, out.stderr.trim());
     assert_eq!(out.code, Some(1), "wrong CA: {}", out.describe());
     let e = out.stderr.to_lowercase();
     assert!(
@@ -88,6 +89,7 @@ fn wrong_ca_is_refused_with_a_clear_error() {
 fn wrong_or_missing_token_is_refused_with_a_clear_error() {
     let c = one_node();
     let out = c.ctl_with(0, "not-the-root-token", &["cluster", "status"], Duration::from_secs(20));
+    eprintln!("wrong token: code {:?}: {}", out.code, out.stderr.trim());
     assert_eq!(out.code, Some(1), "wrong token: {}", out.describe());
     let e = out.stderr.to_lowercase();
     assert!(
@@ -118,6 +120,7 @@ fn wrong_or_missing_token_is_refused_with_a_clear_error() {
         .arg(c.ca());
     cmd.args(["-o", "json", "cluster", "status"]);
     let out = mesh_tests::proc::run(cmd, Duration::from_secs(20));
+    eprintln!("missing token: code {:?}: {}", out.code, out.stderr.trim());
     assert!(
         matches!(out.code, Some(1) | Some(2)),
         "missing token: {}",

@@ -42,6 +42,7 @@ fn bad_flags_exit_2_naming_the_flag() {
     let fresh = |k: &str, a: Vec<String>| with(&a, "--data-dir", &c.root().join(k).display().to_string());
 
     let out = c.run_meshd(&fresh("d1", without(&base, "--tls-cert")), Duration::from_secs(20));
+    eprintln!("missing --tls-cert: code {:?}: {}", out.code, out.stderr.trim());
     assert_eq!(out.code, Some(2), "missing --tls-cert: {}", out.describe());
     assert!(
         mentions(&out.all_text(), &["tls-cert", "tls_cert"]),
@@ -53,6 +54,7 @@ fn bad_flags_exit_2_naming_the_flag() {
         &fresh("d2", with(&base, "--listen", "not-an-address")),
         Duration::from_secs(20),
     );
+    eprintln!("bad --listen: code {:?}: {}", out.code, out.stderr.trim());
     assert_eq!(out.code, Some(2), "bad --listen: {}", out.describe());
     assert!(
         mentions(&out.all_text(), &["listen"]),
@@ -64,6 +66,7 @@ fn bad_flags_exit_2_naming_the_flag() {
         &fresh("d3", with(&base, "--bootstrap-expect", "0")),
         Duration::from_secs(20),
     );
+    eprintln!("--bootstrap-expect 0: code {:?}: {}", out.code, out.stderr.trim());
     assert_eq!(out.code, Some(2), "--bootstrap-expect 0: {}", out.describe());
     assert!(
         mentions(&out.all_text(), &["bootstrap-expect", "bootstrap_expect"]),
@@ -81,6 +84,7 @@ fn cert_not_covering_advertise_refuses_to_start() {
     let args = with(&c.args(0), "--tls-cert", &stranger.cert.display().to_string());
     let args = with(&args, "--tls-key", &stranger.key.display().to_string());
     let out = c.run_meshd(&args, Duration::from_secs(20));
+    eprintln!("cert for another name: code {:?}: {}", out.code, out.stderr.trim());
     assert!(
         !out.timed_out,
         "meshd started with a certificate for another name: {}",
@@ -138,8 +142,8 @@ fn data_dir_of_another_cluster_refuses_to_join() {
         st.unwrap_or_else(|| panic!("a node of cluster {other_id} kept running against cluster {main_id}:\n{log}"));
     assert!(!st.success(), "must exit non-zero: {st:?}\n{log}");
     assert!(
-        mentions(&log, &["cluster id", "cluster_id", "cluster-id"]),
-        "message must mention the cluster id:\n{log}"
+        mentions(&log, &[&other_id, &main_id, "cluster id", "cluster_id", "cluster-id"]),
+        "message must mention the cluster id ({other_id} here, {main_id} there):\n{log}"
     );
 
     // The main cluster is unaffected.
