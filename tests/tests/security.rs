@@ -153,3 +153,113 @@ fn wrong_or_missing_token_is_refused_with_a_clear_error() {
         "mesh-reason metadata: {st:?}"
     );
 }
+
+/// A PeerService client over TLS trusting the cluster CA, presenting `identity` if given.
+async fn peer_client(
+    addr: std::net::SocketAddr,
+    ca: &std::path::Path,
+    identity: Option<&mesh_tests::tls::NodeCert>,
+) -> anyhow::Result<mesh_proto::v1::peer_service_client::PeerServiceClient<tonic::transport::Channel>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(ca)?));
+    if let Some(id) = identity {
+        tls = tls.identity(Identity::from_pem(std::fs::read(&id.cert)?, std::fs::read(&id.key)?));
+    }
+    let ch = Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    Ok(mesh_proto::v1::peer_service_client::PeerServiceClient::new(ch))
+}
+
+#[test]
+fn node_to_node_services_need_a_certificate_from_the_cluster_ca() {
+    let c = one_node();
+    let addr = c.node(0).listen;
+    let hello = || mesh_proto::v1::HelloRequest {
+        header: Some(mesh_proto::v1::PeerHeader {
+            from: 1,
+            to: 0,
+            cluster_id: String::new(),
+        }),
+    };
+
+    // TLS without a client certificate: the handshake succeeds (clients need none), but the
+    // node-to-node service refuses the call.
+    let err = c
+        .rt()
+        .block_on(async {
+            peer_client(addr, &c.ca(), None)
+                .await?
+                .hello(hello())
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .expect_err("a peer call without a client certificate must be refused");
+    let status = err.downcast_ref::<tonic::Status>().expect("a gRPC status");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("client certificate"), "{status:?}");
+
+    // A client certificate from another CA (even one covering the right IP) fails the handshake.
+    let other = Pki::create(&c.root().join("foreign-pki"));
+    let foreign = other.node_cert("intruder", &[c.node(0).ip.into()], &[]);
+    let result = c.rt().block_on(async {
+        let mut client = peer_client(addr, &c.ca(), Some(&foreign)).await?;
+        client.hello(hello()).await.map_err(anyhow::Error::from)
+    });
+    assert!(
+        result.is_err(),
+        "a certificate from another CA must be refused, got {result:?}"
+    );
+
+    // With a certificate from the cluster CA the same call is answered.
+    let pki = Pki {
+        dir: c.ca().parent().unwrap().to_path_buf(),
+    };
+    let member = pki.node_cert("n-extra", &[c.node(0).ip.into()], &[]);
+    let resp = c
+        .rt()
+        .block_on(async {
+            peer_client(addr, &c.ca(), Some(&member))
+                .await?
+                .hello(hello())
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .expect("a cluster-CA certificate is accepted");
+    assert_eq!(resp.into_inner().node_id, c.node_id(0));
+}
+
+#[test]
+fn peer_requests_for_another_node_id_are_refused() {
+    let c = one_node();
+    let pki = Pki {
+        dir: c.ca().parent().unwrap().to_path_buf(),
+    };
+    let member = pki.node_cert("n-extra", &[c.node(0).ip.into()], &[]);
+    let wrong_to = c.node_id(0) + 1;
+    let err = c
+        .rt()
+        .block_on(async {
+            peer_client(c.node(0).listen, &c.ca(), Some(&member))
+                .await?
+                .hello(mesh_proto::v1::HelloRequest {
+                    header: Some(mesh_proto::v1::PeerHeader {
+                        from: 1,
+                        to: wrong_to,
+                        cluster_id: String::new(),
+                    }),
+                })
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .expect_err("a request for another node id must be refused");
+    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(
+        status.metadata().get("mesh-reason").unwrap(),
+        "WRONG_NODE",
+        "{status:?}"
+    );
+}
