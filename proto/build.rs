@@ -3,7 +3,12 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["mesh/v1/state.proto", "mesh/v1/internal.proto", "mesh/v1/cluster.proto"];
+    let files = [
+        "mesh/v1/state.proto",
+        "mesh/v1/internal.proto",
+        "mesh/v1/cluster.proto",
+        "mesh/v1/config.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

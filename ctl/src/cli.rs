@@ -59,6 +59,143 @@ pub enum Command {
     /// Replicated cluster settings
     #[command(subcommand)]
     Setting(SettingCommand),
+    /// Named places data lives: S3 buckets (and prefixes) or directories
+    #[command(subcommand)]
+    Location(LocationCommand),
+    /// How nodes obtain AWS credentials (secrets are stored encrypted, never shown)
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+/// `meshctl location ...`
+#[derive(Debug, Subcommand)]
+pub enum LocationCommand {
+    /// Add a location (an S3 bucket/prefix or a directory on every node)
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["s3", "fs"])))]
+    Add(LocationAddArgs),
+    /// List the locations
+    List {
+        /// Answer from the contacted node's applied state (may be stale)
+        #[arg(long)]
+        local: bool,
+    },
+    /// Show one location and its credential (kind and key id only)
+    Show {
+        /// Location name
+        name: String,
+        /// Answer from the contacted node's applied state (may be stale)
+        #[arg(long)]
+        local: bool,
+    },
+    /// Remove a location (refused while a job uses it)
+    Remove {
+        /// Location name
+        name: String,
+    },
+    /// Check that a location works, from the contacted node: list, head, region, clock, TLS.
+    /// Prints each step and its outcome; exits 1 if any step failed
+    Test {
+        /// Location name
+        name: String,
+    },
+}
+
+/// `meshctl location add NAME ...`
+#[derive(Debug, Args)]
+pub struct LocationAddArgs {
+    /// Location name: letters, digits, '.', '_' and '-' (at most 64)
+    pub name: String,
+    /// S3 bucket, optionally with a key prefix: BUCKET or BUCKET/PREFIX
+    #[arg(long, value_name = "BUCKET[/PREFIX]", conflicts_with = "fs")]
+    pub s3: Option<String>,
+    /// A directory, the same absolute path on every node
+    #[arg(long, value_name = "PATH")]
+    pub fs: Option<String>,
+    /// Bucket region (default: discovered from the bucket)
+    #[arg(long, value_name = "R", requires = "s3")]
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible store (default: AWS)
+    #[arg(long, value_name = "URL", requires = "s3")]
+    pub endpoint: Option<String>,
+    /// Address buckets in the path (http://host/bucket) instead of the host name
+    #[arg(long, requires = "s3")]
+    pub path_style: bool,
+    /// Credential to access the bucket with (see `meshctl credential add`); default: `default`
+    #[arg(long, value_name = "C", requires = "s3")]
+    pub credential: Option<String>,
+    /// Default storage class of objects written here (e.g. STANDARD_IA)
+    #[arg(long, value_name = "CLASS", requires = "s3")]
+    pub storage_class: Option<String>,
+    /// Default server-side encryption of objects written here: aes256 or aws:kms
+    #[arg(long, value_name = "aes256|aws:kms", requires = "s3")]
+    pub sse: Option<String>,
+    /// KMS key id or ARN for --sse aws:kms (default: the AWS managed key)
+    #[arg(long, value_name = "K", requires = "sse")]
+    pub kms_key: Option<String>,
+    /// Replace an existing location of the same name
+    #[arg(long)]
+    pub replace: bool,
+}
+
+/// `meshctl credential ...`
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Add a credential. Secrets are encrypted by the cluster before they are stored and are
+    /// never shown again. To keep the secret off the command line, set MESH_SECRET_ACCESS_KEY
+    /// (and MESH_SESSION_TOKEN) in the environment or pass --secret-access-key-stdin
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["default_chain", "access_key_id", "assume_role"])))]
+    Add(CredentialAddArgs),
+    /// List the credentials (kind and access key id; never a secret)
+    List {
+        /// Answer from the contacted node's applied state (may be stale)
+        #[arg(long)]
+        local: bool,
+    },
+    /// Remove a credential (refused while a location or another credential uses it)
+    Remove {
+        /// Credential name
+        name: String,
+    },
+}
+
+/// `meshctl credential add NAME ...`
+#[derive(Debug, Args)]
+pub struct CredentialAddArgs {
+    /// Credential name: letters, digits, '.', '_' and '-' (at most 64)
+    pub name: String,
+    /// Use each node's default AWS credential chain (env, profile, web identity, ECS, instance role)
+    #[arg(long)]
+    pub default_chain: bool,
+    /// Static access key id (with a secret access key, and a session token for STS keys)
+    #[arg(long, value_name = "X")]
+    pub access_key_id: Option<String>,
+    /// Secret access key. Visible to other local users on a command line: prefer
+    /// MESH_SECRET_ACCESS_KEY or --secret-access-key-stdin
+    #[arg(
+        long,
+        value_name = "Y",
+        requires = "access_key_id",
+        conflicts_with = "secret_access_key_stdin"
+    )]
+    pub secret_access_key: Option<String>,
+    /// Read the secret access key from the first line of stdin
+    #[arg(long, requires = "access_key_id")]
+    pub secret_access_key_stdin: bool,
+    /// Session token of STS temporary keys (or MESH_SESSION_TOKEN)
+    #[arg(long, value_name = "Z", requires = "access_key_id")]
+    pub session_token: Option<String>,
+    /// Assume this IAM role (arn:aws:iam::ACCOUNT:role/NAME)
+    #[arg(long, value_name = "ARN")]
+    pub assume_role: Option<String>,
+    /// External id the role's trust policy requires
+    #[arg(long, value_name = "E", requires = "assume_role")]
+    pub external_id: Option<String>,
+    /// Credential to assume the role with (default: the nodes' default chain)
+    #[arg(long, value_name = "C", requires = "assume_role")]
+    pub via: Option<String>,
+    /// Replace an existing credential of the same name
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// `meshctl tls ...`

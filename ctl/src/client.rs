@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mesh_proto::v1::cluster_service_client::ClusterServiceClient;
+use mesh_proto::v1::credential_service_client::CredentialServiceClient;
+use mesh_proto::v1::location_service_client::LocationServiceClient;
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -50,11 +52,20 @@ impl fmt::Debug for ClientOpts {
 /// ClusterService client with the bearer-token interceptor.
 pub type ClusterClient = ClusterServiceClient<InterceptedService<Channel, BearerAuth>>;
 
+/// LocationService client with the bearer-token interceptor.
+pub type LocationClient = LocationServiceClient<InterceptedService<Channel, BearerAuth>>;
+/// CredentialService client with the bearer-token interceptor.
+pub type CredentialClient = CredentialServiceClient<InterceptedService<Channel, BearerAuth>>;
+
 /// The service clients of one connection (cheap to clone; they share the channel).
 #[derive(Clone, Debug)]
 pub struct Clients {
     /// mesh.v1.ClusterService.
     pub cluster: ClusterClient,
+    /// mesh.v1.LocationService.
+    pub location: LocationClient,
+    /// mesh.v1.CredentialService.
+    pub credential: CredentialClient,
     /// The node's address as `host:port`, for messages.
     pub addr: String,
 }
@@ -213,7 +224,9 @@ pub async fn connect(opts: &ClientOpts) -> Result<Clients, ClientError> {
         }
     };
     Ok(Clients {
-        cluster: ClusterServiceClient::with_interceptor(channel, auth),
+        cluster: ClusterServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        location: LocationServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        credential: CredentialServiceClient::with_interceptor(channel, auth),
         addr: authority,
     })
 }

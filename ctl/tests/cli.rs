@@ -169,3 +169,97 @@ async fn tls_commands() {
     assert_eq!(v["sans"], serde_json::json!(["DNS:n1", "DNS:n1.local", "IP:10.0.0.1"]));
     assert!(pki.join("n1.pem").exists() && pki.join("n1-key.pem").exists());
 }
+
+/// Bad `location add` / `credential add` input is refused before connecting: exit 2, a message
+/// that names the problem (the address below is never dialled).
+#[tokio::test]
+async fn bad_config_input_exits_2_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = ["--addr", "127.0.0.1:1", "--cacert", "nope.pem", "--token", "t"];
+    let cases: &[(&[&str], &str)] = &[
+        (&["location", "add", "x", "--s3", "Bad_Bucket"], "invalid bucket name"),
+        (&["location", "add", "x", "--s3", "ab/prefix"], "3 to 63 characters"),
+        (&["location", "add", "x", "--fs", "relative/dir"], "must be absolute"),
+        (&["location", "add", "x y", "--fs", "/data"], "location name"),
+        (
+            &["location", "add", "x", "--s3", "abc", "--sse", "des"],
+            "expected aes256 or aws:kms",
+        ),
+        (
+            &["location", "add", "x", "--s3", "abc", "--endpoint", "host:9000"],
+            "http://",
+        ),
+        (
+            &["location", "add", "x", "--s3", "abc", "--fs", "/d"],
+            "cannot be used with",
+        ),
+        (&["location", "add", "x"], "required"),
+        (&["location", "add", "x", "--fs", "/d", "--region", "r"], "--s3"),
+        (&["location", "show", "a/b"], "location name"),
+        (&["credential", "add", "c"], "required"),
+        (
+            &["credential", "add", "c", "--default-chain", "--access-key-id", "AK"],
+            "cannot be used with",
+        ),
+        (
+            &["credential", "add", "c", "--access-key-id", "AK"],
+            "needs a secret access key",
+        ),
+        (&["credential", "add", "c", "--assume-role", "not-an-arn"], "role ARN"),
+        (&["credential", "add", "c", "--via", "x"], "--assume-role"),
+        (&["credential", "remove", ""], "credential name is empty"),
+    ];
+    for (args, expect) in cases {
+        let mut all: Vec<&str> = conn.to_vec();
+        all.extend_from_slice(args);
+        let o = meshctl(dir.path(), &all, &[]).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: expected {expect:?} in {err}");
+        assert!(!err.contains("nope.pem"), "{args:?} tried to connect: {err}");
+    }
+}
+
+/// The secret may come from the environment or stdin instead of the command line; then it gets
+/// as far as connecting (which fails here: exit 1, not a usage error).
+#[tokio::test]
+async fn secret_from_env_or_stdin_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = ["--addr", "127.0.0.1:1", "--cacert", "nope.pem", "--token", "t"];
+    let mut args: Vec<&str> = conn.to_vec();
+    args.extend(["credential", "add", "c", "--access-key-id", "AK"]);
+    let o = meshctl(dir.path(), &args, &[("MESH_SECRET_ACCESS_KEY", "s3cr3t")]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nope.pem"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("s3cr3t"));
+
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshctl"));
+    cmd.args(&args)
+        .arg("--secret-access-key-stdin")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for var in [
+        "MESH_ADDR",
+        "MESH_TOKEN",
+        "MESH_CACERT",
+        "MESH_CONFIG",
+        "MESH_SECRET_ACCESS_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd.spawn().unwrap();
+    use tokio::io::AsyncWriteExt;
+    child.stdin.take().unwrap().write_all(b"from-stdin\n").await.unwrap();
+    let o = child.wait_with_output().await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("from-stdin"));
+
+    let o = meshctl(dir.path(), &["credential", "add", "--help"], &[]).await;
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("MESH_SECRET_ACCESS_KEY") && help.contains("--secret-access-key-stdin"),
+        "{help}"
+    );
+}

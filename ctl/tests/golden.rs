@@ -282,3 +282,195 @@ fn settings() {
     let set = SetSettingResponse { setting: Some(setting) };
     both("setting_set", |f| output::setting_set(&set, f));
 }
+
+// ---------------------------------------------------------------- locations and credentials
+
+const T0: u64 = 1_709_210_096_000;
+
+fn locations() -> Vec<Location> {
+    vec![
+        Location {
+            name: "edge".into(),
+            kind: LocationKind::Fs as i32,
+            fs_path: "/var/lib/mesh/edge".into(),
+            created_at_ms: T0,
+            updated_at_ms: T0,
+            ..Default::default()
+        },
+        Location {
+            name: "photos".into(),
+            kind: LocationKind::S3 as i32,
+            bucket: "photos-2024".into(),
+            prefix: "raw/".into(),
+            region: "eu-west-1".into(),
+            credential: "prod-keys".into(),
+            created_at_ms: T0,
+            updated_at_ms: T0 + 60_000,
+            ..Default::default()
+        },
+        Location {
+            name: "backup".into(),
+            kind: LocationKind::S3 as i32,
+            bucket: "backup.example".into(),
+            endpoint: "http://127.0.0.1:8333".into(),
+            path_style: true,
+            credential: "seaweed".into(),
+            storage_class: "STANDARD_IA".into(),
+            sse: "aws:kms".into(),
+            kms_key_id: "alias/backup".into(),
+            created_at_ms: T0,
+            updated_at_ms: T0,
+            ..Default::default()
+        },
+    ]
+}
+
+fn credentials() -> Vec<CredentialView> {
+    vec![
+        CredentialView {
+            name: "chain".into(),
+            kind: CredentialKind::DefaultChain as i32,
+            used_by: vec![],
+            created_at_ms: T0,
+            updated_at_ms: T0,
+            ..Default::default()
+        },
+        CredentialView {
+            name: "prod-keys".into(),
+            kind: CredentialKind::Static as i32,
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            has_secret_access_key: true,
+            key_fingerprint: "9f86d081884c7d65".into(),
+            used_by: vec!["location:photos".into(), "credential:mover".into()],
+            created_at_ms: T0,
+            updated_at_ms: T0,
+            ..Default::default()
+        },
+        CredentialView {
+            name: "sts".into(),
+            kind: CredentialKind::Static as i32,
+            access_key_id: "ASIAEXAMPLE".into(),
+            has_secret_access_key: true,
+            has_session_token: true,
+            key_fingerprint: "9f86d081884c7d65".into(),
+            created_at_ms: T0,
+            updated_at_ms: T0,
+            ..Default::default()
+        },
+        CredentialView {
+            name: "mover".into(),
+            kind: CredentialKind::AssumeRole as i32,
+            role_arn: "arn:aws:iam::123456789012:role/mover".into(),
+            external_id: "ext-42".into(),
+            via: "prod-keys".into(),
+            created_at_ms: T0,
+            updated_at_ms: T0,
+            ..Default::default()
+        },
+    ]
+}
+
+#[test]
+fn location_list() {
+    let r = ListLocationsResponse {
+        locations: locations(),
+        linearizable: true,
+    };
+    both("location_list", |f| output::location_list(&r, f));
+    let local = ListLocationsResponse {
+        locations: vec![],
+        linearizable: false,
+    };
+    both("location_list_empty_local", |f| output::location_list(&local, f));
+}
+
+#[test]
+fn location_show() {
+    let s3 = GetLocationResponse {
+        location: Some(locations()[1].clone()),
+        credential: Some(credentials()[1].clone()),
+        linearizable: true,
+    };
+    both("location_show_s3", |f| output::location_show(&s3, f));
+    let fs = GetLocationResponse {
+        location: Some(locations()[0].clone()),
+        credential: None,
+        linearizable: true,
+    };
+    both("location_show_fs", |f| output::location_show(&fs, f));
+}
+
+#[test]
+fn location_added_and_removed() {
+    let r = AddLocationResponse {
+        location: Some(locations()[2].clone()),
+    };
+    both("location_added", |f| output::location_added(&r, f));
+    let r = RemoveLocationResponse {
+        removed: Some(locations()[0].clone()),
+    };
+    both("location_removed", |f| output::location_removed("edge", &r, f));
+}
+
+#[test]
+fn location_test() {
+    let ok = TestLocationResponse {
+        name: "backup".into(),
+        target: "s3://backup.example/ (http://127.0.0.1:8333)".into(),
+        ok: true,
+        steps: vec![
+            ProbeStep {
+                step: "list".into(),
+                ok: true,
+                detail: "ok (3 keys)".into(),
+            },
+            ProbeStep {
+                step: "head".into(),
+                ok: true,
+                detail: "ok".into(),
+            },
+        ],
+        served_by: 17,
+    };
+    both("location_test_ok", |f| output::location_test(&ok, f));
+    let failed = TestLocationResponse {
+        ok: false,
+        steps: vec![
+            ProbeStep {
+                step: "endpoint".into(),
+                ok: true,
+                detail: "reachable".into(),
+            },
+            ProbeStep {
+                step: "list".into(),
+                ok: false,
+                detail: "bucket `backup.example` does not exist (check the location's bucket name and region)".into(),
+            },
+        ],
+        ..ok
+    };
+    both("location_test_failed", |f| output::location_test(&failed, f));
+}
+
+#[test]
+fn credential_list() {
+    let r = ListCredentialsResponse {
+        credentials: credentials(),
+        linearizable: true,
+    };
+    both("credential_list", |f| output::credential_list(&r, f));
+}
+
+#[test]
+fn credential_added_and_removed() {
+    for (i, name) in [(1, "credential_added_static"), (3, "credential_added_role")] {
+        let r = AddCredentialResponse {
+            credential: Some(credentials()[i].clone()),
+        };
+        both(name, |f| output::credential_added(&r, f));
+    }
+    let r = RemoveCredentialResponse {
+        removed: Some(credentials()[0].clone()),
+    };
+    both("credential_removed", |f| output::credential_removed("chain", &r, f));
+}

@@ -35,6 +35,16 @@ pub async fn run(node: Arc<Node>) {
             node.shutdown.cancel();
             return;
         }
+        // Hold the cluster data key once the cluster has one (fetched from a member if need be).
+        let key_sync = tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            r = crate::secrets::sync(&node) => r,
+        };
+        if let Err(e) = key_sync {
+            tracing::error!("{e}");
+            node.shutdown.cancel();
+            return;
+        }
         // A tick can wait on Raft (a write without quorum never commits), so it races the
         // shutdown signal: a draining node must not hang on a cluster that lost its quorum.
         let work = async {
@@ -203,11 +213,15 @@ async fn init_cluster(node: &Node) -> Result<(), ApiError> {
     let pending = node.cfg.data_dir.join(format!("{ROOT_TOKEN_FILE}.pending"));
     write_atomic(&pending, token.as_bytes(), true)
         .map_err(|e| ApiError::Internal(format!("cannot write {}: {e}", pending.display())))?;
+    // The cluster data key, kept as data-key.pending (0600) until the cluster records its hash.
+    let data_key =
+        crate::secrets::pending_key_for_init(&node.cfg.data_dir).map_err(|e| ApiError::Internal(e.to_string()))?;
     let cmd = pb::Command {
         at_ms: now_ms(),
         kind: Some(pb::command::Kind::InitCluster(pb::InitCluster {
             cluster_id: cluster_id.clone(),
             root_token_sha256: token_hash(&token),
+            data_key_sha256: data_key.fingerprint(),
         })),
     };
     match node.write_local(cmd).await {

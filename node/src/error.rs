@@ -24,6 +24,12 @@ pub enum ApiError {
     InvalidArgument(String),
     #[error("{0}")]
     AlreadyInitialized(String),
+    /// A name that is taken (location, credential).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Something still uses what was to be removed.
+    #[error("{0}")]
+    InUse(String),
     /// The request was meant for another node id (address reused, stale membership).
     #[error("{0}")]
     WrongNode(String),
@@ -49,6 +55,8 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::InvalidArgument(_) => "INVALID_ARGUMENT",
             ApiError::AlreadyInitialized(_) => "ALREADY_INITIALIZED",
+            ApiError::AlreadyExists(_) => "ALREADY_EXISTS",
+            ApiError::InUse(_) => "IN_USE",
             ApiError::WrongNode(_) => "WRONG_NODE",
             ApiError::WrongCluster(_) => "WRONG_CLUSTER",
             ApiError::Unavailable(_) => "UNAVAILABLE",
@@ -66,7 +74,8 @@ impl ApiError {
             }
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
-            ApiError::AlreadyInitialized(_) => Code::AlreadyExists,
+            ApiError::AlreadyInitialized(_) | ApiError::AlreadyExists(_) => Code::AlreadyExists,
+            ApiError::InUse(_) => Code::FailedPrecondition,
             ApiError::Internal(_) => Code::Internal,
             ApiError::SnapshotMismatch(_) => Code::FailedPrecondition,
         }
@@ -77,6 +86,8 @@ impl ApiError {
         match reason {
             "NOT_FOUND" => ApiError::NotFound(message),
             "ALREADY_INITIALIZED" => ApiError::AlreadyInitialized(message),
+            "ALREADY_EXISTS" => ApiError::AlreadyExists(message),
+            "IN_USE" => ApiError::InUse(message),
             _ => ApiError::InvalidArgument(message),
         }
     }
@@ -96,6 +107,8 @@ impl ApiError {
             "NOT_FOUND" => ApiError::NotFound(msg),
             "INVALID_ARGUMENT" => ApiError::InvalidArgument(msg),
             "ALREADY_INITIALIZED" => ApiError::AlreadyInitialized(msg),
+            "ALREADY_EXISTS" => ApiError::AlreadyExists(msg),
+            "IN_USE" => ApiError::InUse(msg),
             "WRONG_NODE" => ApiError::WrongNode(msg),
             "WRONG_CLUSTER" => ApiError::WrongCluster(msg),
             "INTERNAL" => ApiError::Internal(msg),
@@ -127,6 +140,8 @@ mod tests {
             ApiError::NotFound("n".into()),
             ApiError::InvalidArgument("i".into()),
             ApiError::AlreadyInitialized("a".into()),
+            ApiError::AlreadyExists("e".into()),
+            ApiError::InUse("u".into()),
             ApiError::WrongNode("w".into()),
             ApiError::WrongCluster("c".into()),
             ApiError::Internal("x".into()),

@@ -11,6 +11,7 @@
 //! - [`controller`], [`membership`]: heartbeats, liveness, root token, autopilot, leadership transfer.
 //! - [`auth`]: bearer tokens for clients, certificates for peers — the one place callers are checked.
 //! - [`error`]: the one place errors become gRPC statuses.
+//! - [`secrets`]: the cluster data key and the encrypted secrets of credentials.
 //! - [`tls`], [`identity`], [`dev`], [`metrics`].
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod controller;
 pub mod dev;
+pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod membership;
@@ -26,5 +28,6 @@ pub mod network;
 pub mod node;
 pub mod peers;
 pub mod run;
+pub mod secrets;
 pub mod server;
 pub mod tls;

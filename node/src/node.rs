@@ -52,6 +52,8 @@ pub struct Node {
     /// The one cancellation signal every task watches.
     pub shutdown: CancellationToken,
     pub metrics: Metrics,
+    /// The cluster data key once this node has it (see `crate::secrets`); never logged.
+    pub data_key: RwLock<Option<Arc<crate::secrets::DataKey>>>,
 }
 
 /// Wall-clock milliseconds, stamped into commands by their proposer.

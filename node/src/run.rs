@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use mesh_proto::v1::{
-    cluster_service_server::ClusterServiceServer, peer_service_server::PeerServiceServer,
+    cluster_service_server::ClusterServiceServer, credential_service_server::CredentialServiceServer,
+    location_service_server::LocationServiceServer, peer_service_server::PeerServiceServer,
     raft_service_server::RaftServiceServer,
 };
 use openraft::SnapshotPolicy;
@@ -25,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::node::Node;
 use crate::peers::{Peers, MAX_PEER_MESSAGE};
-use crate::server::{cluster::ClusterRpc, peer::PeerRpc, raft::RaftRpc};
+use crate::server::{cluster::ClusterRpc, config::ConfigRpc, peer::PeerRpc, raft::RaftRpc};
 use crate::tls::TlsMaterial;
 use crate::{bootstrap, controller, dev, identity, membership};
 
@@ -86,6 +87,11 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
 
     let cluster_id = Arc::new(RwLock::new(recorded_cluster.clone().unwrap_or_default()));
     let peers = Arc::new(Peers::new(id, tls.clone(), cfg.source_ip(), cluster_id.clone()));
+    // The cluster data key: a node whose cluster has one must hold it (fetched from a member if
+    // missing) before it starts; see `secrets`.
+    let data_key = crate::secrets::load_at_start(id, &cfg, &state, &peers)
+        .await
+        .map_err(RunError::Failed)?;
     let raft = mesh_raft::MeshRaft::new(
         id,
         Arc::new(raft_config),
@@ -108,6 +114,7 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
         leading_since: Mutex::new(None),
         shutdown: shutdown.clone(),
         metrics: Metrics::new(),
+        data_key: RwLock::new(data_key.map(Arc::new)),
     });
 
     // gRPC server. Bind first so a taken port is reported before anything else starts.
@@ -123,6 +130,7 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
         .build_v1()
         .map_err(|e| RunError::Failed(format!("reflection: {e}")))?;
     let client_auth = ClientAuth { state: state.clone() };
+    let config_rpc = ConfigRpc::new(node.clone());
     let server = Server::builder()
         .tls_config(tls.server_config())
         .map_err(|e| RunError::Input(format!("TLS: {e}")))?
@@ -138,6 +146,14 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             ClusterServiceServer::new(ClusterRpc { node: node.clone() }),
+            client_auth.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            LocationServiceServer::new(config_rpc.clone()),
+            client_auth.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            CredentialServiceServer::new(config_rpc),
             client_auth,
         ));
     let server_stop = CancellationToken::new();

@@ -3,10 +3,12 @@
 //! I/O, so every node computes the same tables from the same log.
 //!
 //! A refused command leaves the tables unchanged and returns a response with `error` (for humans)
-//! and `reason` (`ALREADY_INITIALIZED`, `NOT_FOUND`, `INVALID`).
+//! and `reason` (`ALREADY_INITIALIZED`, `NOT_FOUND`, `INVALID`, and for the configuration tables
+//! `ALREADY_EXISTS`, `IN_USE`; see [`crate::config`]).
 
 use mesh_proto::v1::{self as pb, command::Kind, NodeState};
 
+use crate::config;
 use crate::settings;
 use crate::tables::Tables;
 
@@ -55,6 +57,18 @@ pub fn apply_command(t: &mut Tables, cmd: &pb::Command) -> pb::CommandResponse {
         Some(Kind::SetNodeState(s)) => set_node_state(t, s, at),
         Some(Kind::SetSetting(s)) => set_setting(t, s, at),
         Some(Kind::DeleteSetting(d)) => delete_setting(t, d),
+        Some(Kind::PutLocation(p)) => result(config::put_location(t, p, at)),
+        Some(Kind::DeleteLocation(d)) => result(config::delete_location(t, d)),
+        Some(Kind::PutCredential(p)) => result(config::put_credential(t, p, at)),
+        Some(Kind::DeleteCredential(d)) => result(config::delete_credential(t, d)),
+    }
+}
+
+/// A response from the result of a table operation that leaves the tables unchanged on error.
+fn result(r: Result<(), config::Refusal>) -> pb::CommandResponse {
+    match r {
+        Ok(()) => ok(),
+        Err((reason, error)) => refuse(reason, error),
     }
 }
 
@@ -72,6 +86,7 @@ fn init_cluster(t: &mut Tables, c: &pb::InitCluster, at: u64) -> pb::CommandResp
         cluster_id: c.cluster_id.clone(),
         root_token_sha256: c.root_token_sha256.clone(),
         created_at_ms: at,
+        data_key_sha256: c.data_key_sha256.clone(),
     });
     ok()
 }

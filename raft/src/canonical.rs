@@ -68,8 +68,8 @@ pub fn node_record(n: &pb::NodeRecord) -> Vec<u8> {
     buf
 }
 
-/// Canonical bytes of a `SnapshotData` (nodes and settings in the order given, which callers keep
-/// sorted by id / name).
+/// Canonical bytes of a `SnapshotData` (nodes, settings, locations and credentials in the order
+/// given, which callers keep sorted by id / name).
 pub fn snapshot_data(s: &pb::SnapshotData) -> Vec<u8> {
     let mut buf = pb::SnapshotData {
         last_applied: s.last_applied,
@@ -77,6 +77,8 @@ pub fn snapshot_data(s: &pb::SnapshotData) -> Vec<u8> {
         cluster: s.cluster.clone(),
         nodes: vec![],
         settings: s.settings.clone(),
+        locations: vec![],
+        credentials: vec![],
     }
     .encode_to_vec();
     if let Some(m) = &s.membership {
@@ -84,6 +86,13 @@ pub fn snapshot_data(s: &pb::SnapshotData) -> Vec<u8> {
     }
     for n in &s.nodes {
         put_submessage(&mut buf, 4, &node_record(n));
+    }
+    // Location and Credential have no map fields: prost's encoding of them is already canonical.
+    for l in &s.locations {
+        put_submessage(&mut buf, 6, &l.encode_to_vec());
+    }
+    for c in &s.credentials {
+        put_submessage(&mut buf, 7, &c.encode_to_vec());
     }
     buf
 }
@@ -137,6 +146,7 @@ mod tests {
                 cluster_id: "c".into(),
                 root_token_sha256: "ab".into(),
                 created_at_ms: 5,
+                data_key_sha256: "cd".into(),
             }),
             nodes: vec![
                 record(),
@@ -149,6 +159,28 @@ mod tests {
                 name: "node_ttl".into(),
                 value: "5s".into(),
                 updated_at_ms: 1,
+            }],
+            locations: vec![
+                pb::Location {
+                    name: "a".into(),
+                    kind: pb::LocationKind::Fs as i32,
+                    fs_path: "/data".into(),
+                    ..Default::default()
+                },
+                pb::Location {
+                    name: "b".into(),
+                    kind: pb::LocationKind::S3 as i32,
+                    bucket: "bkt".into(),
+                    credential: "c".into(),
+                    ..Default::default()
+                },
+            ],
+            credentials: vec![pb::Credential {
+                name: "c".into(),
+                kind: pb::CredentialKind::Static as i32,
+                access_key_id: "AK".into(),
+                secret_access_key_enc: vec![7; 40],
+                ..Default::default()
             }],
         };
         let bytes = snapshot_data(&s);

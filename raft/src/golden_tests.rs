@@ -10,8 +10,10 @@
 //! ```
 //!
 //! A block is one command line, `---`, and the expected output up to a blank line. Commands:
-//! `init_cluster`, `upsert_node`, `set_node_state`, `set_setting`, `delete_setting`, `noop`,
-//! `empty` (a command with no kind) and `dump` (prints the tables). Arguments are `key=value`,
+//! `init_cluster`, `upsert_node`, `set_node_state`, `set_setting`, `delete_setting`,
+//! `put_location`, `delete_location`, `put_credential` (`secret=N`/`token=N` stand for N bytes of
+//! ciphertext; the dump shows them as `<enc N bytes>`), `delete_credential`, `noop`, `empty` (a
+//! command with no kind) and `dump` (prints the tables). Arguments are `key=value`,
 //! values may be double-quoted. Set `UPDATE_GOLDEN=1` to rewrite the expected output.
 //!
 //! Besides the expected text, the runner checks on every step that a refused command left the
@@ -25,6 +27,7 @@ use std::path::{Path, PathBuf};
 use mesh_proto::v1::{self as pb, command::Kind, NodeState};
 
 use crate::apply::{apply_command, state_name};
+use crate::config;
 use crate::tables::{AppliedState, Tables};
 
 fn tokenize(line: &str) -> Vec<String> {
@@ -92,7 +95,67 @@ fn parse_command(line: &str) -> Option<pb::Command> {
         "init_cluster" => Some(Kind::InitCluster(pb::InitCluster {
             cluster_id: s("cluster_id"),
             root_token_sha256: s("token"),
+            data_key_sha256: s("data_key"),
         })),
+        "put_location" => Some(Kind::PutLocation(pb::PutLocation {
+            location: if kv.contains_key("none") {
+                None
+            } else {
+                Some(pb::Location {
+                    name: s("name"),
+                    kind: match kv.get("kind").copied().unwrap_or("") {
+                        "s3" => pb::LocationKind::S3 as i32,
+                        "fs" => pb::LocationKind::Fs as i32,
+                        "" => 0,
+                        n => n.parse().unwrap_or_else(|_| panic!("bad location kind {n:?}")),
+                    },
+                    bucket: s("bucket"),
+                    prefix: s("prefix"),
+                    region: s("region"),
+                    endpoint: s("endpoint"),
+                    path_style: kv.get("path_style") == Some(&"true"),
+                    credential: s("credential"),
+                    storage_class: s("storage_class"),
+                    sse: s("sse"),
+                    kms_key_id: s("kms_key_id"),
+                    fs_path: s("path"),
+                    tenant: s("tenant"),
+                    created_at_ms: n("created_at"),
+                    updated_at_ms: n("updated_at"),
+                })
+            },
+            replace: kv.get("replace") == Some(&"true"),
+        })),
+        "delete_location" => Some(Kind::DeleteLocation(pb::DeleteLocation { name: s("name") })),
+        "put_credential" => Some(Kind::PutCredential(pb::PutCredential {
+            credential: if kv.contains_key("none") {
+                None
+            } else {
+                // secret=N / token=N stand for N bytes of ciphertext.
+                let enc = |k: &str| vec![0xA5u8; n(k) as usize];
+                Some(pb::Credential {
+                    name: s("name"),
+                    kind: match kv.get("kind").copied().unwrap_or("") {
+                        "default_chain" => pb::CredentialKind::DefaultChain as i32,
+                        "static" => pb::CredentialKind::Static as i32,
+                        "assume_role" => pb::CredentialKind::AssumeRole as i32,
+                        "" => 0,
+                        n => n.parse().unwrap_or_else(|_| panic!("bad credential kind {n:?}")),
+                    },
+                    access_key_id: s("access_key_id"),
+                    secret_access_key_enc: enc("secret"),
+                    session_token_enc: enc("token"),
+                    role_arn: s("role_arn"),
+                    external_id: s("external_id"),
+                    via: s("via"),
+                    key_fingerprint: s("key"),
+                    created_at_ms: n("created_at"),
+                    updated_at_ms: n("updated_at"),
+                })
+            },
+            replace: kv.get("replace") == Some(&"true"),
+        })),
+        "delete_credential" => Some(Kind::DeleteCredential(pb::DeleteCredential { name: s("name") })),
         "upsert_node" => Some(Kind::UpsertNode(pb::UpsertNode {
             node: if kv.contains_key("none") {
                 None
@@ -141,10 +204,15 @@ fn parse_command(line: &str) -> Option<pb::Command> {
 fn dump(t: &Tables) -> String {
     let mut out = String::new();
     match &t.cluster {
-        Some(c) => writeln!(
+        Some(c) if c.data_key_sha256.is_empty() => writeln!(
             out,
             "cluster id={} token={} created_at={}",
             c.cluster_id, c.root_token_sha256, c.created_at_ms
+        ),
+        Some(c) => writeln!(
+            out,
+            "cluster id={} token={} created_at={} data_key={}",
+            c.cluster_id, c.root_token_sha256, c.created_at_ms, c.data_key_sha256
         ),
         None => writeln!(out, "cluster (none)"),
     }
@@ -171,6 +239,64 @@ fn dump(t: &Tables) -> String {
     }
     for s in t.settings.values() {
         writeln!(out, "setting {}={} updated_at={}", s.name, s.value, s.updated_at_ms).unwrap();
+    }
+    let enc = |b: &[u8]| {
+        if b.is_empty() {
+            "-".to_string()
+        } else {
+            format!("<enc {} bytes>", b.len())
+        }
+    };
+    let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    for c in t.credentials.values() {
+        writeln!(
+            out,
+            "credential {} kind={} access_key_id={} secret={} token={} role_arn={} external_id={} via={} key={} created_at={} updated_at={}",
+            c.name,
+            config::credential_kind_name(c.kind),
+            or_dash(&c.access_key_id),
+            enc(&c.secret_access_key_enc),
+            enc(&c.session_token_enc),
+            or_dash(&c.role_arn),
+            or_dash(&c.external_id),
+            or_dash(&c.via),
+            or_dash(&c.key_fingerprint),
+            c.created_at_ms,
+            c.updated_at_ms
+        )
+        .unwrap();
+    }
+    for l in t.locations.values() {
+        match l.kind() {
+            pb::LocationKind::Fs => writeln!(
+                out,
+                "location {} kind=fs path={} tenant={} created_at={} updated_at={}",
+                l.name,
+                l.fs_path,
+                or_dash(&l.tenant),
+                l.created_at_ms,
+                l.updated_at_ms
+            ),
+            _ => writeln!(
+                out,
+                "location {} kind={} bucket={} prefix={:?} region={} endpoint={} path_style={} credential={} storage_class={} sse={} kms_key_id={} tenant={} created_at={} updated_at={}",
+                l.name,
+                config::location_kind_name(l.kind),
+                l.bucket,
+                l.prefix,
+                or_dash(&l.region),
+                or_dash(&l.endpoint),
+                l.path_style,
+                or_dash(&l.credential),
+                or_dash(&l.storage_class),
+                or_dash(&l.sse),
+                or_dash(&l.kms_key_id),
+                or_dash(&l.tenant),
+                l.created_at_ms,
+                l.updated_at_ms
+            ),
+        }
+        .unwrap();
     }
     out.trim_end().to_string()
 }
@@ -327,6 +453,10 @@ fn every_command_kind_is_covered() {
         "noop",
         "empty",
         "dump",
+        "put_location",
+        "delete_location",
+        "put_credential",
+        "delete_credential",
     ] {
         assert!(seen.contains(c), "no golden script uses {c}");
     }

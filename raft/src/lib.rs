@@ -3,7 +3,8 @@
 //! This crate holds everything Raft persists and nothing that talks to the outside world:
 //! - the openraft [`TypeConfig`] (commands and responses are `mesh_proto::v1` messages);
 //! - the sled [`LogStore`] (log entries and vote as protobuf, flushed before acknowledged);
-//! - the [`StateMachineStore`]: tables `cluster`, `nodes`, `settings` updated by the pure,
+//! - the [`StateMachineStore`]: tables `cluster`, `nodes`, `settings`, `locations`,
+//!   `credentials` (see [`config`]) updated by the pure,
 //!   deterministic [`apply::apply_command`], persisted atomically with last-applied, plus
 //!   snapshots (protobuf `SnapshotData`);
 //! - [`codec`]: lossless openraft <-> protobuf conversions, shared with node/'s Raft network;
@@ -18,6 +19,7 @@ use std::path::Path;
 pub mod apply;
 mod canonical;
 pub mod codec;
+pub mod config;
 mod db;
 mod error;
 #[cfg(test)]

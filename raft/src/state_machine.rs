@@ -1,7 +1,8 @@
 //! The state machine on sled (openraft storage v2 `RaftStateMachine`) and its snapshots.
 //!
 //! Keys of the `sm` tree (values are protobuf):
-//! - `t/cluster` ClusterInfo, `t/node/<be u64 id>` NodeRecord, `t/setting/<name>` Setting;
+//! - `t/cluster` ClusterInfo, `t/node/<be u64 id>` NodeRecord, `t/setting/<name>` Setting,
+//!   `t/location/<name>` Location, `t/credential/<name>` Credential (secrets as ciphertext);
 //! - `a/last_applied` LogId, `a/membership` StoredMembership;
 //! - `x/snapshot_meta` SnapshotMeta, `x/snapshot_data` SnapshotData bytes, `x/snapshot_counter`.
 //!
@@ -32,6 +33,8 @@ use crate::{canonical, NodeId, TypeConfig};
 const K_CLUSTER: &[u8] = b"t/cluster";
 const P_NODE: &[u8] = b"t/node/";
 const P_SETTING: &[u8] = b"t/setting/";
+const P_LOCATION: &[u8] = b"t/location/";
+const P_CREDENTIAL: &[u8] = b"t/credential/";
 const P_TABLES: &[u8] = b"t/";
 const K_LAST_APPLIED: &[u8] = b"a/last_applied";
 const K_MEMBERSHIP: &[u8] = b"a/membership";
@@ -45,6 +48,31 @@ fn node_key(id: u64) -> Vec<u8> {
 
 fn setting_key(name: &str) -> Vec<u8> {
     [P_SETTING, name.as_bytes()].concat()
+}
+
+fn location_key(name: &str) -> Vec<u8> {
+    [P_LOCATION, name.as_bytes()].concat()
+}
+
+fn credential_key(name: &str) -> Vec<u8> {
+    [P_CREDENTIAL, name.as_bytes()].concat()
+}
+
+/// Writes to `batch` the changes of one name-keyed table.
+fn diff_map<V: PartialEq + Message>(
+    batch: &mut sled::Batch,
+    old: &std::collections::BTreeMap<String, V>,
+    new: &std::collections::BTreeMap<String, V>,
+    key: fn(&str) -> Vec<u8>,
+) {
+    for name in old.keys().filter(|n| !new.contains_key(*n)) {
+        batch.remove(key(name));
+    }
+    for (name, v) in new {
+        if old.get(name) != Some(v) {
+            batch.insert(key(name), v.encode_to_vec());
+        }
+    }
 }
 
 /// The state machine store. Clones share the database, the in-memory state and the write lock.
@@ -123,6 +151,12 @@ fn put_all_tables(batch: &mut sled::Batch, t: &Tables) {
     for (name, st) in &t.settings {
         batch.insert(setting_key(name), st.encode_to_vec());
     }
+    for (name, l) in &t.locations {
+        batch.insert(location_key(name), l.encode_to_vec());
+    }
+    for (name, c) in &t.credentials {
+        batch.insert(credential_key(name), c.encode_to_vec());
+    }
 }
 
 /// Adds to `batch` the row changes that turn `old` into `new`.
@@ -149,6 +183,8 @@ fn diff_tables(batch: &mut sled::Batch, old: &Tables, new: &Tables) {
             batch.insert(setting_key(name), st.encode_to_vec());
         }
     }
+    diff_map(batch, &old.locations, &new.locations, location_key);
+    diff_map(batch, &old.credentials, &new.credentials, credential_key);
 }
 
 /// Reads and validates the whole `sm` tree.
@@ -182,6 +218,26 @@ fn load_state(db: &Db) -> Result<AppliedState, StoreError> {
                 )));
             }
             s.tables.settings.insert(st.name.clone(), st);
+        } else if let Some(name) = k.strip_prefix(P_LOCATION) {
+            let l = codec::decode::<pb::Location>("location", &v).map_err(|e| bad(k, e))?;
+            if l.name.as_bytes() != name {
+                return Err(db.corrupt(format!(
+                    "location key {:?} holds location {:?}",
+                    String::from_utf8_lossy(name),
+                    l.name
+                )));
+            }
+            s.tables.locations.insert(l.name.clone(), l);
+        } else if let Some(name) = k.strip_prefix(P_CREDENTIAL) {
+            let c = codec::decode::<pb::Credential>("credential", &v).map_err(|e| bad(k, e))?;
+            if c.name.as_bytes() != name {
+                return Err(db.corrupt(format!(
+                    "credential key {:?} holds credential {:?}",
+                    String::from_utf8_lossy(name),
+                    c.name
+                )));
+            }
+            s.tables.credentials.insert(c.name.clone(), c);
         } else if k == K_LAST_APPLIED {
             let id = codec::decode::<pb::LogId>("last applied log id", &v).map_err(|e| bad(k, e))?;
             s.last_applied = Some(codec::log_id_from_pb(&id));

@@ -1,4 +1,5 @@
-//! In-memory form of the applied state: the tables (`cluster`, `nodes`, `settings`) plus the last
+//! In-memory form of the applied state: the tables (`cluster`, `nodes`, `settings`, `locations`,
+//! `credentials`) plus the last
 //! applied log id and membership, and the [`StateReader`] that node/ uses to read them.
 //!
 //! The state machine keeps one [`AppliedState`] in memory, mirrored in sled; readers see it only
@@ -19,6 +20,10 @@ pub struct Tables {
     pub cluster: Option<pb::ClusterInfo>,
     pub nodes: BTreeMap<u64, pb::NodeRecord>,
     pub settings: BTreeMap<String, pb::Setting>,
+    /// Locations by name (see [`crate::config`]).
+    pub locations: BTreeMap<String, pb::Location>,
+    /// Credentials by name; secret fields are ciphertext under the cluster data key.
+    pub credentials: BTreeMap<String, pb::Credential>,
 }
 
 /// Everything the state machine holds.
@@ -38,6 +43,8 @@ impl AppliedState {
             cluster: self.tables.cluster.clone(),
             nodes: self.tables.nodes.values().cloned().collect(),
             settings: self.tables.settings.values().cloned().collect(),
+            locations: self.tables.locations.values().cloned().collect(),
+            credentials: self.tables.credentials.values().cloned().collect(),
         }
     }
 
@@ -75,6 +82,28 @@ impl AppliedState {
                 return Err(CodecError::new(
                     "snapshot data",
                     format!("setting {:?} appears twice", st.name),
+                ));
+            }
+        }
+        for l in &s.locations {
+            if l.name.is_empty() {
+                return Err(CodecError::new("snapshot data", "location without a name"));
+            }
+            if tables.locations.insert(l.name.clone(), l.clone()).is_some() {
+                return Err(CodecError::new(
+                    "snapshot data",
+                    format!("location {:?} appears twice", l.name),
+                ));
+            }
+        }
+        for c in &s.credentials {
+            if c.name.is_empty() {
+                return Err(CodecError::new("snapshot data", "credential without a name"));
+            }
+            if tables.credentials.insert(c.name.clone(), c.clone()).is_some() {
+                return Err(CodecError::new(
+                    "snapshot data",
+                    format!("credential {:?} appears twice", c.name),
                 ));
             }
         }
@@ -136,6 +165,29 @@ impl StateReader {
         self.setting(name)
             .map(|s| s.value)
             .unwrap_or_else(|| settings::default_of(name).unwrap_or_default().to_string())
+    }
+
+    /// All locations, sorted by name.
+    pub fn locations(&self) -> Vec<pb::Location> {
+        self.with(|s| s.tables.locations.values().cloned().collect())
+    }
+
+    pub fn location(&self, name: &str) -> Option<pb::Location> {
+        self.with(|s| s.tables.locations.get(name).cloned())
+    }
+
+    /// All credentials (secret fields encrypted), sorted by name.
+    pub fn credentials(&self) -> Vec<pb::Credential> {
+        self.with(|s| s.tables.credentials.values().cloned().collect())
+    }
+
+    pub fn credential(&self, name: &str) -> Option<pb::Credential> {
+        self.with(|s| s.tables.credentials.get(name).cloned())
+    }
+
+    /// What depends on credential `name` (`location:X`, `credential:Y`), sorted.
+    pub fn credential_users(&self, name: &str) -> Vec<String> {
+        self.with(|s| crate::config::credential_users(&s.tables, name))
     }
 
     pub fn last_applied(&self) -> Option<LogId<u64>> {

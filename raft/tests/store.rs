@@ -70,6 +70,7 @@ fn sample_entries() -> Vec<Entry<TypeConfig>> {
             Kind::InitCluster(pb::InitCluster {
                 cluster_id: "c1".into(),
                 root_token_sha256: "ff".into(),
+                data_key_sha256: "ee".into(),
             }),
         ),
         cmd(1, 3, 200, node(1)),

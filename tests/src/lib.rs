@@ -9,6 +9,7 @@
 //! - [`proc`]: running a child process with a deadline and capturing its output.
 //! - [`tls`]: a cluster PKI made with the real `meshctl tls ...` commands.
 //! - [`proxy`]: the in-process TCP fault proxy (cut, heal, block by source IP).
+//! - [`seaweed`]: a SeaweedFS `weed mini` S3 server for the engine tests (installed from PyPI).
 //! - [`ctl`]: typed views of `meshctl -o json` output (`cluster status`, `setting get`).
 //! - [`cluster`]: [`TestCluster`], N nodes with their own loopback IPs, data dirs, logs, proxies.
 //! - [`wait`]: polling helpers with deadlines and clear panic messages (no fixed sleeps).
@@ -25,6 +26,7 @@ pub mod ctl;
 pub mod grpc;
 pub mod proc;
 pub mod proxy;
+pub mod seaweed;
 pub mod tls;
 pub mod wait;
 

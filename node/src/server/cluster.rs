@@ -224,9 +224,11 @@ impl pb::cluster_service_server::ClusterService for ClusterRpc {
             })),
         };
         self.node.write(cmd).await?;
-        // The write was applied on the leader; wait for this node to apply it too so that a
-        // local read right after sees it.
-        self.node.read_barrier(ReadConsistency::Linearizable).await?;
+        // The leader answers only after applying the write itself; a follower that forwarded it
+        // waits until it has applied it too, so a local read right after sees it.
+        if !self.node.is_leader() {
+            self.node.read_barrier(ReadConsistency::Linearizable).await?;
+        }
         Ok(Response::new(pb::SetSettingResponse {
             setting: self.node.state.setting(&r.name),
         }))

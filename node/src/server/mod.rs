@@ -3,9 +3,12 @@
 //! - `peer`: PeerService, node-to-node coordination: forming, joining, heartbeats, forwarded
 //!   writes, read index, leadership transfer (mutual TLS).
 //! - `cluster`: ClusterService, the public administration API (bearer token).
+//! - `config`: LocationService and CredentialService, the replicated configuration of the copy
+//!   engine (bearer token).
 //!
 //! Handlers return `Result<_, ApiError>`; `crate::error` turns that into a status.
 
 pub mod cluster;
+pub mod config;
 pub mod peer;
 pub mod raft;

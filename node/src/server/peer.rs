@@ -1,6 +1,7 @@
 //! PeerService: node-to-node coordination. Forming (Hello), joining (Join, forwarded to the
 //! leader), liveness (Heartbeat), forwarded writes (Forward), linearizable reads on followers
-//! (ReadIndex), and the pieces of a leadership transfer (TransferLeader, Campaign).
+//! (ReadIndex), the pieces of a leadership transfer (TransferLeader, Campaign), and handing the
+//! cluster data key to another node of the cluster (GetDataKey).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,6 +157,23 @@ impl pb::peer_service_server::PeerService for PeerRpc {
             });
         }
         Ok(Response::new(pb::CampaignResponse {}))
+    }
+
+    async fn get_data_key(
+        &self,
+        req: Request<pb::GetDataKeyRequest>,
+    ) -> Result<Response<pb::GetDataKeyResponse>, Status> {
+        let _t = self.node.metrics.rpc_timer("GetDataKey");
+        // PeerAuth has checked the caller's certificate (cluster CA); the header its cluster.
+        let r = req.into_inner();
+        self.node.check_peer_header(r.header.as_ref())?;
+        let key = crate::secrets::require_key(&self.node)?;
+        let from = r.header.as_ref().map(|h| h.from).unwrap_or(0);
+        tracing::info!(to_node = from, "handing the cluster data key to a peer");
+        Ok(Response::new(pb::GetDataKeyResponse {
+            key: key.expose_bytes().to_vec(),
+            sha256: key.fingerprint(),
+        }))
     }
 
     async fn read_index(&self, req: Request<pb::ReadIndexRequest>) -> Result<Response<pb::ReadIndexResponse>, Status> {

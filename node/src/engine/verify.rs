@@ -1,0 +1,261 @@
+//! Verification of copies: what "the destination holds the same bytes" means per mode, and the
+//! ETag / checksum arithmetic behind it.
+//!
+//! Modes ([`Verify`]):
+//! - `None`: trust the store's acknowledgement.
+//! - `Size`: the destination holds exactly the source's size (streaming: bytes read == bytes the
+//!   destination accepted == the listed size; server-side: equal MD5 ETags, else one HEAD).
+//! - `Etag`: S3 ETags. A single-part ETag is the MD5 of the content; a multipart ETag is
+//!   `hex(MD5(MD5(part 1) ‖ … ‖ MD5(part N)))-N`, so it depends on the part layout. The engine
+//!   recomputes, from the bytes it streamed, the ETag the destination must have for *its* part
+//!   layout and compares it with what the destination returned; and it checks the bytes it read
+//!   against the source's ETag when that ETag is reproducible (a single-part MD5, or a multipart
+//!   ETag whose part size the engine could infer — it then copies with that same layout).
+//!   ETags of SSE-KMS (and SSE-C) objects are not MD5s: for those, and for stores whose ETags are
+//!   not MD5-based, `Etag` falls back to checksum (when the stores report one) and size, and says
+//!   so in [`Verified::notes`].
+//! - `Checksum`: S3 additional checksums (CRC32C by default, CRC32 or SHA256): the destination is
+//!   asked to compute and keep one and the engine compares it with the value it computed while
+//!   streaming (and with the source's, when the source reports a whole-object value). A store
+//!   that returns no checksum is read back and checksummed by the engine ("computed while
+//!   streaming on both sides").
+//!
+//! A definite mismatch is `StoreError::Mismatch` for that object; the engine then deletes the
+//! destination object it just wrote (it is known bad), and reports the mismatch.
+
+use base64::Engine as _;
+use md5::{Digest, Md5};
+use sha2::Sha256;
+
+use super::store::ChecksumAlgo;
+
+/// How a copy is verified. See the module docs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Verify {
+    None,
+    #[default]
+    Size,
+    Etag,
+    Checksum,
+}
+
+impl std::str::FromStr for Verify {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Verify, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Verify::None),
+            "size" => Ok(Verify::Size),
+            "etag" => Ok(Verify::Etag),
+            "checksum" => Ok(Verify::Checksum),
+            other => Err(format!(
+                "unknown verification mode `{other}` (none, size, etag, checksum)"
+            )),
+        }
+    }
+}
+
+/// What a copy actually verified.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    pub size: bool,
+    /// The destination ETag equals the one recomputed from the bytes sent.
+    pub etag: bool,
+    /// The bytes read reproduce the source ETag (single-part MD5 or inferred multipart layout).
+    pub source_etag: bool,
+    pub checksum: Option<(ChecksumAlgo, String)>,
+    /// Why a requested check fell back to a weaker one.
+    pub notes: Vec<String>,
+}
+
+/// A single-part S3 ETag: 32 lowercase or uppercase hex digits.
+pub fn is_plain_md5(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `hex-N` → `N`, for multipart ETags.
+pub fn multipart_parts(etag: &str) -> Option<u32> {
+    let (digest, n) = etag.split_once('-')?;
+    if !is_plain_md5(digest) {
+        return None;
+    }
+    n.parse().ok().filter(|n| *n > 0)
+}
+
+/// Whether two ETags can be compared for content equality: both single-part MD5s, or both
+/// multipart with the same number of parts (equal layouts give equal ETags for equal bytes).
+pub fn etags_comparable(a: &str, b: &str) -> bool {
+    (is_plain_md5(a) && is_plain_md5(b))
+        || matches!((multipart_parts(a), multipart_parts(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Normalizes an ETag for comparison (no quotes, lowercase).
+pub fn norm_etag(e: &str) -> String {
+    e.trim_matches('"').to_ascii_lowercase()
+}
+
+/// The multipart ETag of parts with these MD5 digests.
+pub fn multipart_etag(part_md5s: &[[u8; 16]]) -> String {
+    let mut h = Md5::new();
+    for d in part_md5s {
+        h.update(d);
+    }
+    format!("{}-{}", hex::encode(h.finalize()), part_md5s.len())
+}
+
+/// The S3 ETag of `data` uploaded with `part_size` (single-part when `part_size` is None).
+pub fn etag_of(data: &[u8], part_size: Option<u64>) -> String {
+    match part_size {
+        None => hex::encode(Md5::digest(data)),
+        Some(p) => {
+            let p = p.max(1) as usize;
+            let mut parts: Vec<[u8; 16]> = data.chunks(p).map(|c| Md5::digest(c).into()).collect();
+            if parts.is_empty() {
+                parts.push(Md5::digest(b"").into());
+            }
+            multipart_etag(&parts)
+        }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Guesses the part size a multipart object of `size` bytes in `parts` parts was uploaded with:
+/// `hint` when consistent, else the smallest whole number of MiB that gives `parts` parts, else
+/// the exact `ceil(size / parts)`. None when nothing is consistent. A guess can be wrong (any
+/// size in a range gives the same part count); callers treat a non-matching guess as "not
+/// reproducible", never as a mismatch.
+pub fn infer_part_size(size: u64, parts: u32, hint: Option<u64>) -> Option<u64> {
+    let parts = parts as u64;
+    if parts == 0 || size == 0 {
+        return None;
+    }
+    let fits = |p: u64| p > 0 && size.div_ceil(p) == parts;
+    if let Some(h) = hint.filter(|h| fits(*h)) {
+        return Some(h);
+    }
+    let exact = size.div_ceil(parts);
+    let mib = exact.div_ceil(MIB) * MIB;
+    [mib, exact].into_iter().find(|p| fits(*p))
+}
+
+/// An incremental checksum of one algorithm.
+#[derive(Clone)]
+pub enum ChecksumHasher {
+    Crc32(crc32fast::Hasher),
+    Crc32c(u32),
+    Sha256(Sha256),
+}
+
+impl ChecksumHasher {
+    pub fn new(algo: ChecksumAlgo) -> ChecksumHasher {
+        match algo {
+            ChecksumAlgo::Crc32 => ChecksumHasher::Crc32(crc32fast::Hasher::new()),
+            ChecksumAlgo::Crc32c => ChecksumHasher::Crc32c(0),
+            ChecksumAlgo::Sha256 => ChecksumHasher::Sha256(Sha256::new()),
+        }
+    }
+    pub fn algo(&self) -> ChecksumAlgo {
+        match self {
+            ChecksumHasher::Crc32(_) => ChecksumAlgo::Crc32,
+            ChecksumHasher::Crc32c(_) => ChecksumAlgo::Crc32c,
+            ChecksumHasher::Sha256(_) => ChecksumAlgo::Sha256,
+        }
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            ChecksumHasher::Crc32(h) => h.update(data),
+            ChecksumHasher::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
+            ChecksumHasher::Sha256(h) => h.update(data),
+        }
+    }
+    /// Raw digest bytes (big-endian for CRCs, as S3 encodes them).
+    pub fn digest(&self) -> Vec<u8> {
+        match self {
+            ChecksumHasher::Crc32(h) => h.clone().finalize().to_be_bytes().to_vec(),
+            ChecksumHasher::Crc32c(c) => c.to_be_bytes().to_vec(),
+            ChecksumHasher::Sha256(h) => h.clone().finalize().to_vec(),
+        }
+    }
+    /// The value as S3 returns it: base64 of the big-endian digest.
+    pub fn base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.digest())
+    }
+}
+
+/// The checksum of `data`, base64 as S3 shows it.
+pub fn checksum_of(algo: ChecksumAlgo, data: &[u8]) -> String {
+    let mut h = ChecksumHasher::new(algo);
+    h.update(data);
+    h.base64()
+}
+
+/// S3's composite ("checksum of checksums") value of a multipart object: base64 of the checksum
+/// of the concatenated raw part checksums, with `-N`.
+pub fn composite_checksum(algo: ChecksumAlgo, part_checksums_b64: &[String]) -> Option<String> {
+    let mut h = ChecksumHasher::new(algo);
+    for p in part_checksums_b64 {
+        h.update(&base64::engine::general_purpose::STANDARD.decode(p).ok()?);
+    }
+    Some(format!("{}-{}", h.base64(), part_checksums_b64.len()))
+}
+
+/// Compares a checksum a store reported with ours. Stores may report the composite form
+/// (`…-N`) for multipart objects; `composite` is our composite value for the layout we wrote.
+pub fn checksum_matches(reported: &str, whole: &str, composite: Option<&str>) -> bool {
+    reported == whole || composite.is_some_and(|c| c == reported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_etag_known_answers() {
+        // MD5("") and MD5("abc"), the classic vectors.
+        assert_eq!(etag_of(b"", None), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(etag_of(b"abc", None), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn multipart_etag_known_answer() {
+        // Values computed independently with Python's hashlib:
+        // md5(md5(b"abc").digest() + md5(b"def").digest()).hexdigest() + "-2"
+        assert_eq!(etag_of(b"abcdef", Some(3)), "4c8e93283780e078db9e0c6b9b3f8043-2");
+        // bytes(range(256)) * 40 (10,240 bytes) in 4,096-byte parts: 3 parts.
+        let data: Vec<u8> = (0..40).flat_map(|_| 0u8..=255).collect();
+        assert_eq!(etag_of(&data, Some(4096)), "b9a4d6e74e6be4117e4726aa450242ec-3");
+        assert_eq!(multipart_parts("4c8e93283780e078db9e0c6b9b3f8043-2"), Some(2));
+        assert!(!is_plain_md5("4c8e93283780e078db9e0c6b9b3f8043-2"));
+    }
+
+    #[test]
+    fn comparability() {
+        let p = "900150983cd24fb0d6963f7d28e17f72";
+        assert!(etags_comparable(p, p));
+        assert!(!etags_comparable(p, &format!("{p}-2")));
+        assert!(etags_comparable(&format!("{p}-2"), &format!("{p}-2")));
+        assert!(!etags_comparable(&format!("{p}-2"), &format!("{p}-3")));
+        assert!(!etags_comparable("1700000000-12", p));
+    }
+
+    #[test]
+    fn part_size_inference() {
+        let mib = 1024 * 1024;
+        assert_eq!(infer_part_size(20 * mib, 3, None), Some(7 * mib));
+        assert_eq!(infer_part_size(20 * mib, 3, Some(8 * mib)), Some(8 * mib));
+        assert_eq!(infer_part_size(10, 3, None), Some(4));
+        assert_eq!(infer_part_size(0, 3, None), None);
+    }
+
+    #[test]
+    fn checksum_vectors() {
+        // CRC32("123456789") = 0xCBF43926, CRC32C = 0xE3069283 (check values of both polynomials).
+        let b64 = |v: u32| base64::engine::general_purpose::STANDARD.encode(v.to_be_bytes());
+        assert_eq!(checksum_of(ChecksumAlgo::Crc32, b"123456789"), b64(0xCBF43926));
+        assert_eq!(checksum_of(ChecksumAlgo::Crc32c, b"123456789"), b64(0xE3069283));
+        assert_eq!(
+            checksum_of(ChecksumAlgo::Sha256, b"abc"),
+            "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+        );
+    }
+}
