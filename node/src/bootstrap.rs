@@ -173,7 +173,7 @@ async fn join(node: &Node, first: Option<String>) -> Result<(), BootstrapError> 
                     tracing::info!(
                         via = addr,
                         cluster_id = r.get_ref().cluster_id,
-                        "joined the mesh as a learner"
+                        "admitted to the mesh (a new node starts as a learner; an initial member keeps its vote)"
                     );
                     return Ok(());
                 }

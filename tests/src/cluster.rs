@@ -239,9 +239,10 @@ impl TestCluster {
         let (l1, l2) = (free_port(ip), free_port(ip));
         let listen = l1.local_addr().unwrap();
         let metrics = l2.local_addr().unwrap();
-        drop((l1, l2));
+        // The proxy binds its own port while l1 and l2 still hold theirs, so the three differ.
         let proxy = FaultProxy::start(self.rt.handle(), SocketAddr::new(IpAddr::V4(ip), 0), listen)
             .unwrap_or_else(|e| panic!("proxy for node {idx} on {ip}: {e}"));
+        drop((l1, l2));
         let name = format!("n{idx}");
         let cert = self.pki.node_cert(&name, &[IpAddr::V4(ip)], &[]);
         let data_dir = self.root.join(&name);
