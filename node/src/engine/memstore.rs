@@ -25,12 +25,15 @@ struct MemObject {
     modified_ms: i64,
 }
 
+/// A staged part: bytes, ETag, checksum.
+type MemPart = (Bytes, String, Option<(ChecksumAlgo, String)>);
+
 #[derive(Clone, Debug)]
 struct MemUpload {
     bucket: String,
     key: String,
     opts: WriteOptions,
-    parts: BTreeMap<u32, (Bytes, String, Option<(ChecksumAlgo, String)>)>,
+    parts: BTreeMap<u32, MemPart>,
 }
 
 /// Faults to inject, shared by every store of a server.

@@ -1,8 +1,8 @@
 //! Operations over a key range: copy, move, sync (optionally deleting), each with a dry run.
 //!
 //! [`run_range`] is the unit the distributed job runs per range task. It pages through the
-//! source range (and, when it must compare, the destination's matching range — both listings are
-//! in S3 key order, so they are merge-joined without a HEAD per object), applies the
+//! source range (and, when it must compare, first lists the destination's matching range into a
+//! map by relative key — no HEAD per object), applies the
 //! [`Filter`], copies with bounded concurrency, reports one [`Outcome`] per object to the sink,
 //! and returns a [`RangeSummary`] with counters, request counts and a checkpoint
 //! (`last_completed_key`: every source key ≤ it is finished, so a retry resumes after it).
