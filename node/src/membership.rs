@@ -229,8 +229,8 @@ pub async fn transfer_leadership(node: &Node, to: NodeId) -> Result<NodeId, ApiE
     let mut rx = node.raft.metrics();
     while Instant::now() < deadline {
         let leader = rx.borrow().current_leader;
-        if leader.is_some() && leader != Some(node.id) {
-            result = Ok(leader.unwrap());
+        if let Some(l) = leader.filter(|l| *l != node.id) {
+            result = Ok(l);
             break;
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
@@ -308,7 +308,7 @@ pub async fn autopilot(node: &Node) -> Result<(), ApiError> {
         return Ok(()); // one change per pass; the next pass sees the new membership
     }
     // 2. A learner down past the grace period is removed.
-    for dead in learners.iter().filter(|id| long_dead(id)) {
+    if let Some(dead) = learners.iter().find(|id| long_dead(id)) {
         change(node, ChangeMembers::RemoveNodes(BTreeSet::from([*dead]))).await?;
         set_state(
             node,

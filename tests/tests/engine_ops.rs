@@ -1,20 +1,21 @@
 //! The transfer layer (`engine::transfer`, `engine::ops`) against real SeaweedFS servers
 //! (`mesh_tests::seaweed`): server-side CopyObject and UploadPartCopy, streaming between two
 //! instances, every verification mode with a forced mismatch, move and sync semantics, the key
-//! corpus, a network fault mid-stream through the fault proxy, and abort of unfinished uploads.
+//! corpus, a network fault mid-stream through the fault proxy, and abort of unfinished uploads;
+//! and the request costs of server-side paths, counted by `engine::faulty::FaultyStore` on the
+//! real stores.
 //! Every test prints `SKIP: …` and returns when SeaweedFS cannot be installed or started.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
+use mesh_node::engine::faulty::{Fault, FaultyStore, Op, Rule};
 use mesh_node::engine::filter::Filter;
-use mesh_node::engine::fs::FsStore;
 use mesh_node::engine::ops::*;
 use mesh_node::engine::s3::S3Store;
 use mesh_node::engine::store::*;
+use mesh_node::engine::testkit::*;
 use mesh_node::engine::transfer::*;
 use mesh_node::engine::verify::Verify;
 use mesh_node::engine::S3Clients;
@@ -23,244 +24,14 @@ use mesh_tests::FaultProxy;
 
 const MIB: usize = 1024 * 1024;
 
-fn spec(endpoint: &str, bucket: &str) -> S3LocationSpec {
-    S3LocationSpec {
-        bucket: bucket.into(),
-        prefix: String::new(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint.into()),
-        path_style: true,
-        credential_name: "test".into(),
-        credential: CredentialSource::Static {
-            access_key_id: "any".into(),
-            secret_access_key: Secret::new("any-secret"),
-            session_token: None,
-        },
-        defaults: WriteDefaults::default(),
-    }
+/// A fresh, uniquely named bucket and a store on it (under `prefix`).
+async fn bucket(clients: &S3Clients, endpoint: &str, what: &str, prefix: &str) -> S3Store {
+    s3_bucket(clients, endpoint, &unique_bucket(&format!("ops-{what}")), prefix).await
 }
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh, uniquely named bucket and a store on it.
-async fn bucket(clients: &S3Clients, endpoint: &str, what: &str) -> S3Store {
-    let name = format!(
-        "ops-{what}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    );
-    let sp = spec(endpoint, &name);
-    let c = clients.client(&sp, "us-east-1").await.unwrap();
-    c.create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
-    S3Store::new(sp, clients.clone())
-}
-
-fn data(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed)).collect()
-}
-
-async fn put(st: &dyn ObjectStore, key: &str, d: &[u8], o: &WriteOptions) {
-    let parts: Vec<_> = d.chunks(MIB).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    st.put(key, Box::pin(futures::stream::iter(parts)), d.len() as u64, o)
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e}"));
-}
-
-async fn read(st: &dyn ObjectStore, key: &str) -> Vec<u8> {
-    let mut b = st.get(key, None).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
-    let mut v = Vec::new();
-    while let Some(c) = b.next().await {
-        v.extend_from_slice(&c.unwrap());
-    }
-    v
-}
-
-async fn keys(st: &dyn ObjectStore) -> Vec<String> {
-    st.list(&KeyRange::default(), 1000)
-        .await
-        .unwrap()
-        .objects
-        .into_iter()
-        .map(|o| o.key)
-        .collect()
-}
-
-fn rich() -> WriteOptions {
-    WriteOptions {
-        content_type: Some("application/json".into()),
-        cache_control: Some("max-age=3600".into()),
-        content_disposition: Some("attachment; filename=\"x.json\"".into()),
-        content_encoding: Some("identity".into()),
-        content_language: Some("en-GB".into()),
-        expires: Some("Thu, 01 Jan 2037 00:00:00 GMT".into()),
-        user_metadata: BTreeMap::from([
-            ("owner".to_string(), "ana".to_string()),
-            ("batch".to_string(), "7".to_string()),
-        ]),
-        tags: vec![("team".into(), "blue".into()), ("tier".into(), "gold".into())],
-        ..Default::default()
-    }
-}
-
-async fn assert_carried(a: &dyn ObjectStore, ak: &str, b: &dyn ObjectStore, bk: &str) {
-    let (x, y) = (a.head(ak).await.unwrap(), b.head(bk).await.unwrap());
-    assert_eq!(x.content_type, y.content_type, "content-type of {bk}");
-    assert_eq!(x.cache_control, y.cache_control, "cache-control of {bk}");
-    assert_eq!(
-        x.content_disposition, y.content_disposition,
-        "content-disposition of {bk}"
-    );
-    assert_eq!(x.content_language, y.content_language, "content-language of {bk}");
-    assert_eq!(x.expires.is_some(), y.expires.is_some(), "expires of {bk}");
-    assert_eq!(x.user_metadata, y.user_metadata, "user metadata of {bk}");
-    let (mut ta, mut tb) = (a.get_tags(ak).await.unwrap(), b.get_tags(bk).await.unwrap());
-    ta.sort();
-    tb.sort();
-    assert_eq!(ta, tb, "tags of {bk}");
-    assert_eq!(x.info.size, y.info.size);
-    assert!(read(a, ak).await == read(b, bk).await, "bytes of {bk}");
-}
-
-fn quick(o: CopyOptions) -> CopyOptions {
-    CopyOptions {
-        retry_min_delay: Duration::from_millis(50),
-        retry_max_delay: Duration::from_millis(500),
-        ..o
-    }
-}
-
-/// A real store with faults: writes of chosen keys fail; with `tamper`, PUT bodies get their
-/// first byte flipped on the way (the store then holds, and checksums, the wrong bytes).
-struct Faulty<S> {
-    inner: S,
-    fail: HashSet<String>,
-    tamper: bool,
-}
-
-impl<S: ObjectStore> Faulty<S> {
-    fn new(inner: S) -> Self {
-        Faulty {
-            inner,
-            fail: HashSet::new(),
-            tamper: false,
-        }
-    }
-    fn check(&self, key: &str) -> StoreResult<()> {
-        if self.fail.contains(key) {
-            return Err(StoreError::AccessDenied {
-                detail: format!("test refuses `{key}`"),
-            });
-        }
-        Ok(())
-    }
-    fn maybe_tamper(&self, body: Body) -> Body {
-        if !self.tamper {
-            return body;
-        }
-        let mut first = true;
-        Box::pin(body.map(move |c| {
-            c.map(|c| {
-                if first && !c.is_empty() {
-                    first = false;
-                    let mut v = c.to_vec();
-                    v[0] ^= 0xff;
-                    Bytes::from(v)
-                } else {
-                    c
-                }
-            })
-        }))
-    }
-}
-
-#[async_trait::async_trait]
-impl<S: ObjectStore> ObjectStore for Faulty<S> {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn endpoint_id(&self) -> EndpointId {
-        self.inner.endpoint_id()
-    }
-    fn copy_source(&self, key: &str) -> Option<CopySource> {
-        self.inner.copy_source(key)
-    }
-    fn copy_keeps_metadata(&self) -> bool {
-        self.inner.copy_keeps_metadata()
-    }
-    async fn list(&self, range: &KeyRange, max_keys: usize) -> StoreResult<ListPage> {
-        self.inner.list(range, max_keys).await
-    }
-    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn get_tags(&self, key: &str) -> StoreResult<Vec<(String, String)>> {
-        self.inner.get_tags(key).await
-    }
-    async fn get(&self, key: &str, range: Option<(u64, u64)>) -> StoreResult<Body> {
-        self.inner.get(key, range).await
-    }
-    async fn put(&self, key: &str, body: Body, len: u64, opts: &WriteOptions) -> StoreResult<PutResult> {
-        self.check(key)?;
-        self.inner.put(key, self.maybe_tamper(body), len, opts).await
-    }
-    async fn create_multipart(&self, key: &str, opts: &WriteOptions) -> StoreResult<String> {
-        self.check(key)?;
-        self.inner.create_multipart(key, opts).await
-    }
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        len: u64,
-        checksum: Option<ChecksumAlgo>,
-    ) -> StoreResult<CompletedPart> {
-        self.inner
-            .upload_part(key, upload_id, part_number, self.maybe_tamper(body), len, checksum)
-            .await
-    }
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[CompletedPart],
-        opts: &WriteOptions,
-    ) -> StoreResult<PutResult> {
-        self.inner.complete_multipart(key, upload_id, parts, opts).await
-    }
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
-        self.inner.abort_multipart(key, upload_id).await
-    }
-    async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<UploadInfo>> {
-        self.inner.list_multipart_uploads(prefix).await
-    }
-    async fn copy_object(&self, src: &CopySource, key: &str, opts: &WriteOptions) -> StoreResult<PutResult> {
-        self.check(key)?;
-        self.inner.copy_object(src, key, opts).await
-    }
-    async fn upload_part_copy(
-        &self,
-        src: &CopySource,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        range: (u64, u64),
-    ) -> StoreResult<CompletedPart> {
-        self.inner
-            .upload_part_copy(src, key, upload_id, part_number, range)
-            .await
-    }
-    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<(String, StoreError)>> {
-        self.inner.delete_many(keys).await
-    }
-    async fn probe(&self) -> ProbeReport {
-        self.inner.probe().await
-    }
+/// [`bucket`] behind a [`FaultyStore`] (request counts, injected faults).
+async fn faulty_bucket(clients: &S3Clients, endpoint: &str, what: &str, prefix: &str) -> FaultyStore {
+    FaultyStore::new(Arc::new(bucket(clients, endpoint, what, prefix).await))
 }
 
 #[tokio::test]
@@ -268,8 +39,8 @@ async fn s3_server_side_copy_object_and_upload_part_copy() {
     let Some(sw) = SeaweedFs::shared_or_skip() else { return };
     let clients = S3Clients::new();
     let (src, dst) = (
-        bucket(&clients, &sw.endpoint(), "ss-src").await,
-        bucket(&clients, &sw.endpoint(), "ss-dst").await,
+        faulty_bucket(&clients, &sw.endpoint(), "ss-src", "").await,
+        faulty_bucket(&clients, &sw.endpoint(), "ss-dst", "").await,
     );
     put(&src, "small.json", &data(1000, 1), &rich()).await;
     let big = data(12 * MIB + 123, 2);
@@ -290,63 +61,253 @@ async fn s3_server_side_copy_object_and_upload_part_copy() {
         }
         println!("{v:?} small: verified {:?}", r.verified);
         assert_carried(&src, "small.json", &dst, &format!("{v:?}/small.json")).await;
+        src.take_counts();
+        dst.take_counts();
         let r = copy_object(&src, "big.bin", &dst, &format!("{v:?}/big.bin"), &opts)
             .await
             .unwrap_or_else(|e| panic!("{v:?}: {e}"));
         assert_eq!((r.mode, r.parts), (CopyMode::ServerSide, Some(3)), "{v:?}");
-        assert_eq!(r.requests.upload_part_copy, 3);
+        let mut seen = src.take_counts();
+        seen += dst.take_counts();
+        assert_eq!(seen, r.requests, "{v:?}: what the stores saw");
+        if v != Verify::Checksum {
+            // UploadPartCopy: metadata and tags are read and set on CreateMultipartUpload; the
+            // destination is HEADed for its size.
+            assert_eq!(
+                r.requests,
+                RequestCounts {
+                    head: 2,
+                    get_tags: 1,
+                    create_multipart: 1,
+                    upload_part_copy: 3,
+                    complete_multipart: 1,
+                    ..Default::default()
+                },
+                "{v:?}"
+            );
+            assert!(r.verified.size, "{v:?}: {:?}", r.verified);
+            assert_eq!(r.bytes_through_node, 0, "{v:?}");
+        }
+        if v == Verify::Etag {
+            // SeaweedFS stores a part (≥ 5 MiB, its minimum) in several chunks and gives it a
+            // chunked ETag (`…-2`): not an MD5, so the engine says so and verifies by size.
+            assert!(
+                r.verified.etag || r.verified.notes.iter().any(|n| n.contains("not MD5-based")),
+                "{:?}",
+                r.verified
+            );
+        }
         assert_carried(&src, "big.bin", &dst, &format!("{v:?}/big.bin")).await;
         println!("{v:?}: verified {:?}", r.verified);
     }
     assert!(dst.list_multipart_uploads("").await.unwrap().is_empty());
+}
 
-    // A plain range copy: one COPY per object and one LIST per page (plus a HEAD and a tagging
-    // GET per object while the S3 store's CopyObject always replaces metadata).
-    for i in 0..30 {
-        put(
-            &src,
-            &format!("many/{i:03}"),
-            &data(100, i as u8),
-            &WriteOptions::default(),
-        )
-        .await;
+#[tokio::test]
+async fn s3_server_side_copy_object_costs_one_request() {
+    let Some(sw) = SeaweedFs::shared_or_skip() else { return };
+    let clients = S3Clients::new();
+    let src = faulty_bucket(&clients, &sw.endpoint(), "one-src", "").await;
+    let dst = faulty_bucket(&clients, &sw.endpoint(), "one-dst", "backup/").await;
+    put(&src, "k", &data(100, 4), &rich()).await;
+    let info = src.list(&KeyRange::default(), 10).await.unwrap().objects.remove(0);
+    assert!(
+        dst.copy_keeps_metadata(),
+        "S3Store: MetadataDirective/TaggingDirective COPY"
+    );
+    src.take_counts();
+    for v in [Verify::None, Verify::Size, Verify::Etag] {
+        let opts = quick(CopyOptions {
+            verify: v,
+            ..Default::default()
+        });
+        let r = copy_listed(&src, &info, &dst, "k", &opts).await.unwrap();
+        assert_eq!(r.mode, CopyMode::ServerSide);
+        assert_eq!(
+            r.requests,
+            RequestCounts {
+                copy: 1,
+                ..Default::default()
+            },
+            "{v:?}"
+        );
     }
-    let opts = RangeOptions {
-        copy: quick(CopyOptions::default()),
-        page_size: 10,
-        ..Default::default()
-    };
-    let range = KeyRange {
-        prefix: "many/".into(),
-        ..Default::default()
-    };
-    let sum = run_range(
-        RangeOp::Copy,
+    assert_eq!(src.take_counts(), RequestCounts::default(), "the source sees nothing");
+    assert_eq!(
+        dst.take_counts(),
+        RequestCounts {
+            copy: 3,
+            ..Default::default()
+        }
+    );
+    assert_carried(&src, "k", &dst, "k").await;
+    // Checksum mode: HEAD of the source, then read both sides when the stores report none.
+    let r = copy_listed(
         &src,
+        &info,
         &dst,
-        &range,
-        &KeyMap::identity(),
-        &Filter::new(),
-        &opts,
-        |_| {},
+        "k2",
+        &quick(CopyOptions {
+            verify: Verify::Checksum,
+            ..Default::default()
+        }),
     )
     .await
     .unwrap();
-    assert_eq!((sum.copied, sum.server_side, sum.failed), (30, 30, 0));
-    let per_object = if dst.copy_keeps_metadata() { 0 } else { 30 };
-    assert_eq!(
-        sum.requests,
-        RequestCounts {
-            list: 3,
-            copy: 30,
-            head: per_object,
-            get_tags: per_object,
+    assert!(r.verified.checksum.is_some(), "{:?}", r.verified);
+    // Overriding metadata: HEAD + CopyObject (REPLACE) with the rest kept, tags by COPY.
+    let over = MetadataOverrides {
+        content_type: Some("text/plain".into()),
+        ..Default::default()
+    };
+    let r = copy_listed(
+        &src,
+        &info,
+        &dst,
+        "k3",
+        &quick(CopyOptions {
+            overrides: over,
             ..Default::default()
-        },
-        "copy_keeps_metadata={}",
-        dst.copy_keeps_metadata()
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.requests,
+        RequestCounts {
+            head: 1,
+            copy: 1,
+            ..Default::default()
+        }
     );
-    println!("plain server-side copy of 30 objects: {:?}", sum.requests.classes());
+    let (m, want) = (dst.head("k3").await.unwrap(), rich());
+    assert_eq!(m.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(m.cache_control, want.cache_control);
+    assert_eq!(m.user_metadata, want.user_metadata);
+    let (mut a, mut b) = (src.get_tags("k").await.unwrap(), dst.get_tags("k3").await.unwrap());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "tags kept");
+}
+
+#[tokio::test]
+async fn s3_server_side_copy_to_a_replace_only_store_sends_the_metadata() {
+    let Some(sw) = SeaweedFs::shared_or_skip() else { return };
+    let clients = S3Clients::new();
+    let src = bucket(&clients, &sw.endpoint(), "ro-src", "").await;
+    let dst = FaultyStore::new(Arc::new(bucket(&clients, &sw.endpoint(), "ro-dst", "").await))
+        .with_copy_keeps_metadata(false);
+    put(&src, "k", &data(100, 4), &rich()).await;
+    let info = src.list(&KeyRange::default(), 10).await.unwrap().objects.remove(0);
+    let r = copy_listed(&src, &info, &dst, "k", &quick(CopyOptions::default()))
+        .await
+        .unwrap();
+    assert_eq!(r.mode, CopyMode::ServerSide);
+    assert_eq!(
+        r.requests,
+        RequestCounts {
+            head: 1,
+            get_tags: 1,
+            copy: 1,
+            ..Default::default()
+        }
+    );
+    assert_carried(&src, "k", &dst, "k").await;
+    let plan = plan_copy(CopyMode::ServerSide, &info, false, &CopyOptions::default());
+    assert_eq!(plan.requests, r.requests, "the dry-run plan matches");
+}
+
+#[tokio::test]
+async fn s3_plain_server_side_range_copy_costs_one_copy_per_object_and_a_list_per_page() {
+    let Some(sw) = SeaweedFs::shared_or_skip() else { return };
+    let clients = S3Clients::new();
+    let src = faulty_bucket(&clients, &sw.endpoint(), "pl-src", "photos/").await;
+    let dst = faulty_bucket(&clients, &sw.endpoint(), "pl-dst", "backup/").await;
+    // 1,001 objects: two pages of the default 1,000 keys.
+    let n = 1001;
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let src = &src;
+            async move { put(src, &format!("k{i:05}"), b"x", &WriteOptions::default()).await }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    src.take_counts();
+    let opts = RangeOptions {
+        copy: quick(CopyOptions::default()),
+        ..Default::default()
+    };
+    let (sum, _) = run_collect(
+        RangeOp::Copy,
+        &src,
+        &dst,
+        &KeyRange::default(),
+        &KeyMap::identity(),
+        &Filter::new(),
+        &opts,
+    )
+    .await;
+    assert_eq!((sum.copied, sum.server_side, sum.failed), (n, n, 0));
+    let want = RequestCounts {
+        list: 2,
+        copy: n,
+        ..Default::default()
+    };
+    assert_eq!(sum.requests, want);
+    let mut seen = src.counts();
+    seen += dst.counts();
+    assert_eq!(seen, want, "what the stores saw");
+    assert_eq!(sum.last_completed_key.as_deref(), Some("k01000"));
+    assert_eq!(keys(&dst).await.len() as u64, n);
+    println!("plain server-side copy of {n} objects: {:?}", sum.requests.classes());
+}
+
+#[tokio::test]
+async fn s3_dry_run_reports_server_side_costs_and_no_bytes() {
+    let Some(sw) = SeaweedFs::shared_or_skip() else { return };
+    let clients = S3Clients::new();
+    let src = faulty_bucket(&clients, &sw.endpoint(), "dr-src", "").await;
+    let dst = faulty_bucket(&clients, &sw.endpoint(), "dr-dst", "").await;
+    put(&src, "a", b"a", &WriteOptions::default()).await;
+    put(&src, "b", b"bb", &WriteOptions::default()).await;
+    put(&src, "big", &data(3000, 9), &WriteOptions::default()).await;
+    src.take_counts();
+    let opts = RangeOptions {
+        copy: quick(CopyOptions {
+            copy_object_max: 1000,
+            server_part_size: Some(1024),
+            ..Default::default()
+        }),
+        dry_run: true,
+        ..Default::default()
+    };
+    let (sum, out) = run_collect(
+        RangeOp::Move,
+        &src,
+        &dst,
+        &KeyRange::default(),
+        &KeyMap::identity(),
+        &Filter::new(),
+        &opts,
+    )
+    .await;
+    assert_eq!(sum.would_copy, 3);
+    assert_eq!(sum.bytes_cross_endpoint, 0);
+    assert_eq!(sum.planned_requests.copy, 2);
+    assert_eq!(sum.planned_requests.upload_part_copy, 3);
+    assert!(out.iter().all(|o| o.action == Action::WouldMove), "{out:#?}");
+    let list = RequestCounts {
+        list: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        (src.counts(), dst.counts()),
+        (list, RequestCounts::default()),
+        "only the listing is real"
+    );
+    assert_eq!(keys(&src).await.len(), 3);
+    assert!(keys(&dst).await.is_empty());
 }
 
 #[tokio::test]
@@ -356,8 +317,8 @@ async fn s3_streaming_between_two_instances_every_verification() {
         return;
     };
     let clients = S3Clients::new();
-    let src = bucket(&clients, &sw.endpoint(), "st-src").await;
-    let dst = bucket(&clients, &sw2.endpoint(), "st-dst").await;
+    let src = bucket(&clients, &sw.endpoint(), "st-src", "").await;
+    let dst = bucket(&clients, &sw2.endpoint(), "st-dst", "").await;
     put(&src, "s", &data(300_000, 3), &rich()).await;
     put(&src, "m", &data(11 * MIB, 4), &rich()).await;
     for v in [Verify::None, Verify::Size, Verify::Etag, Verify::Checksum] {
@@ -387,9 +348,7 @@ async fn s3_streaming_between_two_instances_every_verification() {
     }
     // To and from a filesystem location.
     let dir = tempfile::tempdir().unwrap();
-    let fs = FsStore::new(&FsLocationSpec {
-        root: dir.path().to_path_buf(),
-    });
+    let fs = fs_store(dir.path(), "fs");
     let opts = quick(CopyOptions {
         verify: Verify::Etag,
         multipart_threshold: 5 * MIB as u64,
@@ -408,9 +367,9 @@ async fn s3_forced_mismatch_is_detected_and_the_bad_copy_deleted() {
         return;
     };
     let clients = S3Clients::new();
-    let src = bucket(&clients, &sw.endpoint(), "mm-src").await;
-    let mut dst = Faulty::new(bucket(&clients, &sw2.endpoint(), "mm-dst").await);
-    dst.tamper = true;
+    let src = bucket(&clients, &sw.endpoint(), "mm-src", "").await;
+    let dst = faulty_bucket(&clients, &sw2.endpoint(), "mm-dst", "").await;
+    dst.inject(Rule::new(Op::UPLOADS, Fault::Tamper));
     put(&src, "s", &data(100_000, 5), &WriteOptions::default()).await;
     put(&src, "m", &data(11 * MIB, 6), &WriteOptions::default()).await;
     for v in [Verify::Etag, Verify::Checksum] {
@@ -452,13 +411,12 @@ async fn s3_forced_mismatch_is_detected_and_the_bad_copy_deleted() {
 async fn s3_move_and_sync_semantics() {
     let Some(sw) = SeaweedFs::shared_or_skip() else { return };
     let clients = S3Clients::new();
-    let src = bucket(&clients, &sw.endpoint(), "mv-src").await;
-    let dst_store = bucket(&clients, &sw.endpoint(), "mv-dst").await;
+    let src = bucket(&clients, &sw.endpoint(), "mv-src", "").await;
+    let dst = faulty_bucket(&clients, &sw.endpoint(), "mv-dst", "").await;
     for k in ["a", "b", "c", "d"] {
         put(&src, &format!("mv/{k}"), k.as_bytes(), &WriteOptions::default()).await;
     }
-    let mut dst = Faulty::new(dst_store);
-    dst.fail.insert("moved/b".into());
+    dst.inject(Rule::new(Op::WRITES, Fault::denied()).key("moved/b"));
     let opts = RangeOptions {
         copy: quick(CopyOptions {
             verify: Verify::Etag,
@@ -470,8 +428,7 @@ async fn s3_move_and_sync_semantics() {
         prefix: "mv/".into(),
         ..Default::default()
     };
-    let mut out = Vec::new();
-    let sum = run_range(
+    let (sum, out) = run_collect(
         RangeOp::Move,
         &src,
         &dst,
@@ -479,10 +436,8 @@ async fn s3_move_and_sync_semantics() {
         &KeyMap::new("mv/", "moved/"),
         &Filter::new(),
         &opts,
-        |o| out.push(o),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!((sum.deleted, sum.failed), (3, 1), "{out:#?}");
     assert_eq!(keys(&src).await, vec!["mv/b"]);
     assert_eq!(keys(&dst).await, vec!["moved/a", "moved/c", "moved/d"]);
@@ -501,56 +456,23 @@ async fn s3_move_and_sync_semantics() {
         ..Default::default()
     };
     let map = KeyMap::new("s/", "s/");
-    dst.fail.insert("s/a".into());
-    let sum = run_range(
-        RangeOp::Sync { delete: true },
-        &src,
-        &dst,
-        &range,
-        &map,
-        &filter,
-        &opts,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    dst.inject(Rule::new(Op::WRITES, Fault::denied()).key("s/a"));
+    let (sum, _) = run_collect(RangeOp::Sync { delete: true }, &src, &dst, &range, &map, &filter, &opts).await;
     assert_eq!((sum.failed, sum.deleted), (1, 0));
     assert!(sum.delete_suppressed.is_some());
-    dst.fail.clear();
+    dst.heal();
     let dry = RangeOptions {
         dry_run: true,
         ..opts.clone()
     };
-    let sum = run_range(
-        RangeOp::Sync { delete: true },
-        &src,
-        &dst,
-        &range,
-        &map,
-        &filter,
-        &dry,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (sum, _) = run_collect(RangeOp::Sync { delete: true }, &src, &dst, &range, &map, &filter, &dry).await;
     assert_eq!(
         (sum.would_copy, sum.would_delete),
         (1, 1),
         "b was copied by the failed run; a is missing"
     );
     assert_eq!(sum.requests.list, 2);
-    let sum = run_range(
-        RangeOp::Sync { delete: true },
-        &src,
-        &dst,
-        &range,
-        &map,
-        &filter,
-        &opts,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (sum, _) = run_collect(RangeOp::Sync { delete: true }, &src, &dst, &range, &map, &filter, &opts).await;
     assert_eq!((sum.failed, sum.copied, sum.deleted), (0, 1, 1));
     let mut got = keys(&dst).await;
     got.retain(|k| k.starts_with("s/"));
@@ -562,40 +484,16 @@ async fn s3_move_and_sync_semantics() {
 async fn s3_key_corpus_through_copy() {
     let Some(sw) = SeaweedFs::shared_or_skip() else { return };
     let clients = S3Clients::new();
-    let src = bucket(&clients, &sw.endpoint(), "kc-src").await;
-    let dst = bucket(&clients, &sw.endpoint(), "kc-dst").await;
-    // 1,024 bytes in 200-byte segments (SeaweedFS rejects longer path segments); no empty
-    // segments (`a//b`, `/x`: SeaweedFS normalizes them; the fs unit test covers them).
-    let long = format!("{}/{}", vec!["k".repeat(200); 5].join("/"), "k".repeat(1024 - 5 * 201));
-    assert_eq!(long.len(), 1024);
-    let corpus: Vec<String> = [
-        "unicodé/日本語.txt",
-        "with space/a b",
-        "a+b=c",
-        "100%",
-        "%41",
-        "q?x=1",
-        "hash#frag",
-        "semi;colon,comma'quote\"",
-        "folder/",
-        "zero",
-        long.as_str(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for (i, k) in corpus.iter().enumerate() {
-        let d = if k == "zero" || k.ends_with('/') {
-            Vec::new()
-        } else {
-            data(50 + i, i as u8)
-        };
-        put(&src, k, &d, &WriteOptions::default()).await;
+    let src = bucket(&clients, &sw.endpoint(), "kc-src", "").await;
+    let dst = bucket(&clients, &sw.endpoint(), "kc-dst", "").await;
+    // SeaweedFS-safe keys (no empty segments, no segment over 255 bytes: it stores keys as filer
+    // paths; the fs unit test adds those).
+    let corpus = key_corpus();
+    for k in &corpus {
+        put(&src, k, &corpus_data(k), &WriteOptions::default()).await;
     }
     let dir = tempfile::tempdir().unwrap();
-    let fs = FsStore::new(&FsLocationSpec {
-        root: dir.path().to_path_buf(),
-    });
+    let fs = fs_store(dir.path(), "fs");
     let opts = RangeOptions {
         copy: quick(CopyOptions {
             verify: Verify::Etag,
@@ -606,8 +504,7 @@ async fn s3_key_corpus_through_copy() {
     let mut sorted = corpus.clone();
     sorted.sort();
     // server-side (same endpoint), then streaming to a filesystem and back.
-    let mut out = Vec::new();
-    let sum = run_range(
+    let (sum, out) = run_collect(
         RangeOp::Copy,
         &src,
         &dst,
@@ -615,16 +512,14 @@ async fn s3_key_corpus_through_copy() {
         &KeyMap::identity(),
         &Filter::new(),
         &opts,
-        |o| out.push(o),
     )
-    .await
-    .unwrap();
+    .await;
     let failed: Vec<_> = out.iter().filter(|o| matches!(o.action, Action::Failed(_))).collect();
     assert_eq!((sum.copied, sum.failed), (corpus.len() as u64, 0), "{failed:#?}");
     // All server-side except "folder/": SeaweedFS refuses a folder marker as a copy source
     // (NotFound), and the engine streams it instead.
     assert_eq!(sum.server_side, corpus.len() as u64 - 1);
-    let sum = run_range(
+    let (sum, _) = run_collect(
         RangeOp::Copy,
         &dst,
         &fs,
@@ -632,16 +527,14 @@ async fn s3_key_corpus_through_copy() {
         &KeyMap::identity(),
         &Filter::new(),
         &opts,
-        |_| {},
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         (sum.copied, sum.failed, sum.streamed),
         (corpus.len() as u64, 0, corpus.len() as u64)
     );
-    let back = bucket(&clients, &sw.endpoint(), "kc-back").await;
-    let sum = run_range(
+    let back = bucket(&clients, &sw.endpoint(), "kc-back", "").await;
+    let (sum, _) = run_collect(
         RangeOp::Copy,
         &fs,
         &back,
@@ -649,10 +542,8 @@ async fn s3_key_corpus_through_copy() {
         &KeyMap::identity(),
         &Filter::new(),
         &opts,
-        |_| {},
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!((sum.copied, sum.failed), (corpus.len() as u64, 0));
     let mut got = keys(&back).await;
     got.sort(); // SeaweedFS lists directory by directory, not in S3 byte order
@@ -661,7 +552,7 @@ async fn s3_key_corpus_through_copy() {
         assert!(read(&src, k).await == read(&back, k).await, "{k}");
     }
     // And sync sees them identical.
-    let sum = run_range(
+    let (sum, _) = run_collect(
         RangeOp::Sync { delete: true },
         &src,
         &back,
@@ -669,10 +560,8 @@ async fn s3_key_corpus_through_copy() {
         &KeyMap::identity(),
         &Filter::new(),
         &opts,
-        |_| {},
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!((sum.copied, sum.deleted, sum.skipped), (0, 0, corpus.len() as u64));
 }
 
@@ -683,8 +572,8 @@ async fn s3_network_fault_mid_stream_is_retried_and_completes() {
         return;
     };
     let clients = S3Clients::new();
-    let direct = bucket(&clients, &sw.endpoint(), "nf-src").await;
-    let dst = bucket(&clients, &sw2.endpoint(), "nf-dst").await;
+    let direct = bucket(&clients, &sw.endpoint(), "nf-src", "").await;
+    let dst = bucket(&clients, &sw2.endpoint(), "nf-dst", "").await;
     let body = data(16 * MIB, 7);
     put(&direct, "big", &body, &rich()).await;
     put(&direct, "single", &body, &rich()).await;
@@ -694,7 +583,7 @@ async fn s3_network_fault_mid_stream_is_retried_and_completes() {
         sw.s3_addr(),
     )
     .unwrap();
-    let mut sp = spec(&format!("http://{}", proxy.addr()), "unused");
+    let mut sp = s3_spec(&format!("http://{}", proxy.addr()), "unused", "");
     sp.bucket = direct.copy_source("x").unwrap().bucket;
     let via = S3Store::new(sp, clients.clone());
     for (key, mp) in [("big", true), ("single", false)] {
@@ -738,8 +627,8 @@ async fn s3_cancel_aborts_unfinished_uploads_and_sweep_finds_leftovers() {
         return;
     };
     let clients = S3Clients::new();
-    let src = bucket(&clients, &sw.endpoint(), "ca-src").await;
-    let dst = bucket(&clients, &sw2.endpoint(), "ca-dst").await;
+    let src = bucket(&clients, &sw.endpoint(), "ca-src", "").await;
+    let dst = bucket(&clients, &sw2.endpoint(), "ca-dst", "").await;
     put(&src, "big", &data(16 * MIB, 8), &WriteOptions::default()).await;
     let log = UploadLog::new();
     let opts = CopyOptions {
@@ -769,9 +658,9 @@ async fn s3_cancel_aborts_unfinished_uploads_and_sweep_finds_leftovers() {
         .await
         .unwrap();
     log.started(&dst.describe(), "left/over", &id);
-    let aborted = mesh_node::engine::transfer::sweep_uploads(&dst, "", |u| log.owns(&u.key, &u.upload_id))
+    let rep = sweep_uploads(&dst, "", None, |u| log.owns(&u.key, &u.upload_id))
         .await
         .unwrap();
-    assert_eq!(aborted.len(), 1);
+    assert_eq!(rep.aborted.len(), 1);
     assert!(dst.list_multipart_uploads("").await.unwrap().is_empty());
 }

@@ -11,39 +11,17 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mesh_node::engine::checksum;
 use mesh_node::engine::fs::FsStore;
-use mesh_node::engine::s3::{sweep_uploads, S3Store};
+use mesh_node::engine::s3::S3Store;
 use mesh_node::engine::store::*;
+use mesh_node::engine::testkit::{corpus_data, fs_only_keys, key_corpus, list_all, s3_bucket, s3_spec as spec};
+use mesh_node::engine::transfer::sweep_uploads;
 use mesh_node::engine::{open_store, S3Clients};
 use mesh_tests::seaweed::SeaweedFs;
 use mesh_tests::FaultProxy;
 
-fn spec(endpoint: &str, bucket: &str, prefix: &str) -> S3LocationSpec {
-    S3LocationSpec {
-        bucket: bucket.into(),
-        prefix: prefix.into(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint.into()),
-        path_style: true,
-        credential_name: "test".into(),
-        credential: CredentialSource::Static {
-            access_key_id: "any".into(),
-            secret_access_key: Secret::new("any-secret"),
-            session_token: None,
-        },
-        defaults: WriteDefaults::default(),
-    }
-}
-
 /// A fresh bucket on the shared server and a store on it.
 async fn bucket(clients: &S3Clients, sw: &SeaweedFs, name: &str, prefix: &str) -> S3Store {
-    let sp = spec(&sw.endpoint(), name, prefix);
-    let c = clients.client(&sp, "us-east-1").await.unwrap();
-    c.create_bucket()
-        .bucket(name)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
-    S3Store::new(sp, clients.clone())
+    s3_bucket(clients, &sw.endpoint(), name, prefix).await
 }
 
 fn body(data: Vec<u8>) -> Body {
@@ -67,42 +45,6 @@ async fn read_all(mut b: Body) -> Result<Vec<u8>, StoreError> {
     Ok(v)
 }
 
-async fn list_all(st: &dyn ObjectStore, range: &KeyRange, page: usize) -> Vec<ObjectInfo> {
-    let mut out = Vec::new();
-    let mut r = range.clone();
-    loop {
-        let p = st.list(&r, page).await.unwrap();
-        assert!(p.objects.len() <= page);
-        out.extend(p.objects);
-        match p.next_start_after {
-            Some(s) => r.start_after = Some(s),
-            None => return out,
-        }
-    }
-}
-
-fn corpus() -> Vec<String> {
-    vec![
-        "plain.txt".into(),
-        "dir/sub/file".into(),
-        "unicodé/日本語/ファイル.txt".into(),
-        "with space/and more".into(),
-        "a+b=c".into(),
-        "100%".into(),
-        "%41%2F".into(),
-        "q?x=1&y".into(),
-        "h#frag".into(),
-        "folder/".into(),
-        "semi;colon,comma'quote\"".into(),
-        "tilde~star*paren()".into(),
-        // 1,024 bytes (S3's maximum) in segments of 200 bytes: SeaweedFS rejects long segments
-        // (KeyTooLongError; it stores keys as filer paths); the fs test adds a single 1,024-byte
-        // segment.
-        format!("{}/{}", vec!["k".repeat(200); 5].join("/"), "k".repeat(1024 - 5 * 201)),
-        "zero-byte".into(),
-    ]
-}
-
 /// The order a store lists `keys` in: S3 byte order, or SeaweedFS's directory-by-directory
 /// order (as if `/` sorted before every other byte) when `seaweed_order`.
 fn listing_order(mut keys: Vec<String>, seaweed_order: bool) -> Vec<String> {
@@ -114,25 +56,11 @@ fn listing_order(mut keys: Vec<String>, seaweed_order: bool) -> Vec<String> {
     keys
 }
 
-/// Keys with empty segments: exact on fs (and AWS), but SeaweedFS stores keys as filer paths
-/// and normalizes them (`a//b` -> `a/b`, `/x` -> `x`).
-fn slash_corpus() -> Vec<String> {
-    vec!["a//b".into(), "/leading".into(), "//".into()]
-}
-
-fn data_of(k: &str) -> Vec<u8> {
-    if k == "zero-byte" || k.ends_with('/') {
-        Vec::new()
-    } else {
-        format!("data of {k}").into_bytes()
-    }
-}
-
 async fn corpus_round_trip(st: &dyn ObjectStore, extra: &[String], seaweed_order: bool) {
-    let mut keys = corpus();
+    let mut keys = key_corpus();
     keys.extend_from_slice(extra);
     for k in &keys {
-        let d = data_of(k);
+        let d = corpus_data(k);
         let r = st
             .put(k, body(d.clone()), d.len() as u64, &WriteOptions::default())
             .await
@@ -147,7 +75,7 @@ async fn corpus_round_trip(st: &dyn ObjectStore, extra: &[String], seaweed_order
         .collect();
     assert_eq!(got, want, "{}: listing order / exact keys", st.describe());
     for o in list_all(st, &KeyRange::default(), 1000).await {
-        let d = data_of(&o.key);
+        let d = corpus_data(&o.key);
         assert_eq!(o.size, d.len() as u64, "{:?}", o.key);
         assert_eq!(
             o.etag.as_deref(),
@@ -158,7 +86,7 @@ async fn corpus_round_trip(st: &dyn ObjectStore, extra: &[String], seaweed_order
         assert!(o.last_modified_ms.is_some());
     }
     for k in &keys {
-        let d = data_of(k);
+        let d = corpus_data(k);
         let m = st.head(k).await.unwrap_or_else(|e| panic!("head {k:?}: {e}"));
         assert_eq!(m.info.size, d.len() as u64);
         assert_eq!(read_all(st.get(k, None).await.unwrap()).await.unwrap(), d, "get {k:?}");
@@ -186,8 +114,8 @@ async fn fs_key_corpus_round_trips() {
     let st = FsStore::new(&FsLocationSpec {
         root: dir.path().to_path_buf(),
     });
-    let mut extra = slash_corpus();
-    extra.extend(["k".repeat(1024), "a".into(), "a/b".into()]);
+    let mut extra = fs_only_keys();
+    extra.extend(["a".into(), "a/b".into()]);
     corpus_round_trip(&st, &extra, false).await;
 }
 
@@ -216,7 +144,7 @@ async fn s3_key_corpus_round_trips() {
     assert_eq!(
         keys,
         vec!["x/y"],
-        "SeaweedFS keeps `//` now: move slash_corpus() into the S3 corpus"
+        "SeaweedFS keeps `//` now: move those testkit::fs_only_keys() into key_corpus()"
     );
 }
 
@@ -472,7 +400,7 @@ async fn s3_multipart_complete_abort_list_and_sweep() {
         .unwrap();
     assert_eq!(
         r.etag,
-        checksum::multipart_etag(&[&p1.etag, &p2.etag]),
+        checksum::multipart_etag_hex(&[&p1.etag, &p2.etag]),
         "S3-style multipart ETag"
     );
     let m = st.head(key).await.unwrap();
@@ -518,11 +446,11 @@ async fn s3_multipart_complete_abort_list_and_sweep() {
     // sweep: only stale uploads the engine owns
     let mine = st.create_multipart("sweep/mine", &o).await.unwrap();
     let theirs = st.create_multipart("sweep/theirs", &o).await.unwrap();
-    let young = sweep_uploads(&st, "sweep/", Duration::from_secs(3600), |_| true)
+    let young = sweep_uploads(&st, "sweep/", Some(Duration::from_secs(3600)), |_| true)
         .await
         .unwrap();
     assert!(young.aborted.is_empty(), "too young to sweep");
-    let rep = sweep_uploads(&st, "sweep/", Duration::ZERO, |u| u.upload_id == mine)
+    let rep = sweep_uploads(&st, "sweep/", Some(Duration::ZERO), |u| u.upload_id == mine)
         .await
         .unwrap();
     assert_eq!(
@@ -552,7 +480,7 @@ async fn fs_multipart_and_sweep() {
         .upload_part("a/b", &id, 1, body(b"x".to_vec()), 1, None)
         .await
         .unwrap();
-    let rep = sweep_uploads(&st, "a/", Duration::ZERO, |u| u.upload_id == other)
+    let rep = sweep_uploads(&st, "a/", Some(Duration::ZERO), |u| u.upload_id == other)
         .await
         .unwrap();
     assert_eq!(rep.aborted.len(), 1);

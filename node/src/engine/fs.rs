@@ -56,6 +56,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::checksum::{self, Hasher};
 use super::store::*;
+use super::verify;
 
 const EMPTY_SEG: &str = "%-";
 const CONT: &str = "%+";
@@ -581,7 +582,7 @@ impl FsStore {
                 }
             }
         };
-        let parts_count = sc.etag.as_deref().and_then(checksum::etag_parts);
+        let parts_count = sc.etag.as_deref().and_then(verify::multipart_parts);
         Ok(ObjectMeta {
             info: ObjectInfo {
                 key: key.into(),
@@ -676,7 +677,7 @@ impl FsStore {
                 });
             }
             f.sync_all().await.map_err(|e| io_err(key, "fsync", e))?;
-            Ok((hex::encode(md5.finalize()), h.map(|h| (h.algo(), h.finish_b64()))))
+            Ok((hex::encode(md5.finalize()), h.map(|h| (h.algo(), h.base64()))))
         }
         .await;
         match res {
@@ -946,10 +947,10 @@ impl ObjectStore for FsStore {
             }
             out.sync_all().map_err(|e| io_err(&k, "fsync", e))?;
             drop(out);
-            let etag = checksum::multipart_etag(&md5s).expect("hex md5s");
+            let etag = checksum::multipart_etag_hex(&md5s).expect("hex md5s");
             let mut sc = uf.sidecar.clone();
             sc.etag = Some(etag.clone());
-            let ck = h.map(|h| (h.algo(), h.finish_b64()));
+            let ck = h.map(|h| (h.algo(), h.base64()));
             if let Some((a, v)) = &ck {
                 sc.checksums.insert(algo_name(*a).into(), v.clone());
             }
@@ -1290,7 +1291,7 @@ mod tests {
             .complete_multipart("mp/obj", &id, &[p1.clone(), p2.clone()], &WriteOptions::default())
             .await
             .unwrap();
-        assert_eq!(r.etag, checksum::multipart_etag(&[p1.etag, p2.etag]));
+        assert_eq!(r.etag, checksum::multipart_etag_hex(&[p1.etag, p2.etag]));
         let m = st.head("mp/obj").await.unwrap();
         assert_eq!(m.parts_count, Some(2));
         assert_eq!(m.content_type.as_deref(), Some("text/plain"));

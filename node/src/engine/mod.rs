@@ -9,6 +9,8 @@
 //!   metadata and tags, verifying the result.
 //! - `ops`: operations over a key range — copy, move, sync, dry run — with filters, producing a
 //!   per-object outcome stream and counters.
+//! - `faulty` and `testkit` (tests, or the `fault-injection` feature): request counting and
+//!   fault injection over a real store, and shared test fixtures.
 //!
 //! Keys are always *relative to the location root* (its bucket prefix or directory), so copying
 //! `src:photos/` to `dst:backup/` maps `photos/a.jpg` to `backup/a.jpg` by plain string
@@ -16,16 +18,17 @@
 
 pub mod checksum;
 pub mod clients;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod faulty;
 pub mod filter;
 pub mod fs;
-pub mod memstore;
 pub mod ops;
-#[cfg(test)]
-mod ops_fs_tests;
 #[cfg(test)]
 mod ops_tests;
 pub mod s3;
 pub mod store;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod testkit;
 pub mod transfer;
 pub mod verify;
 

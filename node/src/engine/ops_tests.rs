@@ -1,137 +1,134 @@
-//! Unit tests of transfer, verification and range operations against the in-memory S3-like
-//! store ([`super::memstore`]), which counts requests and injects faults.
+//! Unit tests of transfer, verification and range operations on the real filesystem store
+//! ([`super::fs::FsStore`] in a tempdir) wrapped in [`FaultyStore`], which counts the requests
+//! the store really sees and injects faults. What needs S3 semantics (server-side CopyObject and
+//! UploadPartCopy, their request costs) is in `tests/tests/engine_ops.rs`, against SeaweedFS.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::checksum;
+use super::faulty::{Fault, FaultyStore, Op, Rule};
 use super::filter::Filter;
-use super::memstore::{MemServer, MemStore};
-use super::ops::*;
+use super::ops::{Action, KeyMap, RangeOp, RangeOptions};
 use super::store::*;
+use super::testkit::*;
 use super::transfer::*;
-use super::verify::{self, Verify};
+use super::verify::Verify;
 
-fn data(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+/// Two filesystem stores, `src` and `dst`, in `dir`, each behind a [`FaultyStore`].
+fn pair(dir: &tempfile::TempDir) -> (FaultyStore, FaultyStore) {
+    let f = |n| FaultyStore::new(Arc::new(fs_store(dir.path(), n)));
+    (f("src"), f("dst"))
 }
 
-fn meta_opts() -> WriteOptions {
-    WriteOptions {
-        content_type: Some("image/png".into()),
-        cache_control: Some("max-age=60".into()),
-        content_disposition: Some("attachment; filename=\"a b.png\"".into()),
-        content_encoding: Some("identity".into()),
-        content_language: Some("fr".into()),
-        expires: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
-        user_metadata: BTreeMap::from([
-            ("owner".to_string(), "ana".to_string()),
-            ("x-y".to_string(), "z".to_string()),
-        ]),
-        tags: vec![("team".into(), "blue".into()), ("k".into(), "v w".into())],
+/// Key `i` of `keys` gets `10 + i` bytes.
+async fn fill(st: &dyn ObjectStore, keys: &[&str]) {
+    for (i, k) in keys.iter().enumerate() {
+        put(st, k, &data(10 + i, i as u8), &WriteOptions::default()).await;
+    }
+}
+
+fn ropts(copy: CopyOptions) -> RangeOptions {
+    RangeOptions {
+        copy: quick(copy),
         ..Default::default()
     }
 }
 
-fn fast(mut o: CopyOptions) -> CopyOptions {
-    o.retry_min_delay = Duration::from_millis(1);
-    o.retry_max_delay = Duration::from_millis(5);
-    o
-}
-
-async fn assert_same_meta(src: &MemStore, sk: &str, dst: &MemStore, dk: &str) {
-    let a = src.head(sk).await.unwrap();
-    let b = dst.head(dk).await.unwrap();
-    assert_eq!(a.content_type, b.content_type);
-    assert_eq!(a.cache_control, b.cache_control);
-    assert_eq!(a.content_disposition, b.content_disposition);
-    assert_eq!(a.content_encoding, b.content_encoding);
-    assert_eq!(a.content_language, b.content_language);
-    assert_eq!(a.expires, b.expires);
-    assert_eq!(a.user_metadata, b.user_metadata);
-    assert_eq!(src.tags(sk), dst.tags(dk));
-    assert_eq!(src.data(sk), dst.data(dk));
-}
-
 #[tokio::test]
 async fn streaming_single_put_carries_metadata_and_tags() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
-    src.insert("dir/a b.png", &data(5000, 1), &meta_opts(), None);
-    let opts = fast(CopyOptions {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    put(&src, "dir/a b.png", &data(5000, 1), &rich()).await;
+    src.take_counts();
+    let opts = quick(CopyOptions {
         verify: Verify::Etag,
         ..Default::default()
     });
     let r = copy_object(&src, "dir/a b.png", &dst, "x/a b.png", &opts)
         .await
         .unwrap();
-    assert_eq!(r.mode, CopyMode::Streaming);
-    assert_eq!(r.parts, None);
+    assert_eq!((r.mode, r.parts), (CopyMode::Streaming, None));
     assert!(
         r.verified.etag && r.verified.source_etag && r.verified.size,
         "{:?}",
         r.verified
     );
-    assert_same_meta(&src, "dir/a b.png", &dst, "x/a b.png").await;
-    assert_eq!(
-        r.requests,
-        RequestCounts {
-            head: 1,
-            get_tags: 1,
-            get: 1,
-            put: 1,
-            ..Default::default()
-        }
-    );
+    let want = RequestCounts {
+        head: 1,
+        get_tags: 1,
+        get: 1,
+        put: 1,
+        ..Default::default()
+    };
+    assert_eq!(r.requests, want);
+    let mut seen = src.take_counts();
+    seen += dst.take_counts();
+    assert_eq!(seen, want, "what the stores saw");
     assert_eq!(r.bytes_through_node, 5000);
+    assert_carried(&src, "dir/a b.png", &dst, "x/a b.png").await;
 }
 
 #[tokio::test]
-async fn streaming_multipart_carries_metadata_and_verifies_every_mode() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
+async fn streaming_single_and_multipart_in_every_verification_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
     let body = data(2500, 2);
-    src.insert("big", &body, &meta_opts(), None);
+    put(&src, "in/data.csv", &body, &rich()).await;
     for v in [Verify::None, Verify::Size, Verify::Etag, Verify::Checksum] {
-        let opts = fast(CopyOptions {
+        let single = format!("single/{v:?}");
+        let r = copy_object(
+            &src,
+            "in/data.csv",
+            &dst,
+            &single,
+            &quick(CopyOptions {
+                verify: v,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!((r.mode, r.parts), (CopyMode::Streaming, None));
+        assert_carried(&src, "in/data.csv", &dst, &single).await;
+        let multi = format!("multi/{v:?}");
+        let opts = quick(CopyOptions {
             verify: v,
             multipart_threshold: 1000,
             part_size: Some(300),
             parts_in_flight: 3,
             ..Default::default()
         });
-        let r = copy_object(&src, "big", &dst, &format!("big-{v:?}"), &opts)
-            .await
-            .unwrap();
+        let r = copy_object(&src, "in/data.csv", &dst, &multi, &opts).await.unwrap();
         assert_eq!(r.parts, Some(9), "{v:?}");
-        assert_same_meta(&src, "big", &dst, &format!("big-{v:?}")).await;
-        assert_eq!(r.requests.upload_part, 9);
-        assert_eq!(r.requests.get, 9);
+        assert_eq!((r.requests.get, r.requests.upload_part), (9, 9), "{v:?}");
+        assert_carried(&src, "in/data.csv", &dst, &multi).await;
         match v {
             Verify::Etag => {
                 assert!(r.verified.etag && r.verified.source_etag, "{:?}", r.verified);
                 // The destination ETag is the multipart ETag of 300-byte parts.
-                assert_eq!(r.etag.as_deref(), Some(verify::etag_of(&body, Some(300)).as_str()));
+                assert_eq!(r.etag.unwrap(), checksum::etag_of(&body, Some(300)));
             }
             Verify::Checksum => {
-                let (a, c) = r.verified.checksum.clone().unwrap();
+                let (a, c) = r.verified.checksum.unwrap();
                 assert_eq!(a, ChecksumAlgo::Crc32c);
-                assert_eq!(c, verify::checksum_of(ChecksumAlgo::Crc32c, &body));
+                assert_eq!(c, checksum::checksum_b64(ChecksumAlgo::Crc32c, &body));
             }
             _ => {}
         }
     }
-    assert_eq!(s2.open_uploads(), 0);
+    assert!(dst.list_multipart_uploads("").await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn multipart_source_layout_is_matched_so_etags_agree() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
     let body = data(2000, 3);
-    src.insert("mp", &body, &WriteOptions::default(), Some(700));
+    put_multipart(&src, "mp", &body, 700, &WriteOptions::default()).await;
     let src_etag = src.head("mp").await.unwrap().info.etag.unwrap();
-    assert!(src_etag.ends_with("-3"));
-    let opts = fast(CopyOptions {
+    assert!(src_etag.ends_with("-3"), "{src_etag}");
+    let opts = quick(CopyOptions {
         verify: Verify::Etag,
         multipart_threshold: 100,
         part_size: Some(700),
@@ -141,7 +138,7 @@ async fn multipart_source_layout_is_matched_so_etags_agree() {
     assert_eq!(r.etag.as_deref(), Some(src_etag.as_str()));
     assert!(r.verified.source_etag);
     // A single PUT of a multipart source still checks the source ETag with the inferred layout.
-    let opts = fast(CopyOptions {
+    let opts = quick(CopyOptions {
         verify: Verify::Etag,
         part_size: Some(700),
         ..Default::default()
@@ -151,155 +148,18 @@ async fn multipart_source_layout_is_matched_so_etags_agree() {
 }
 
 #[tokio::test]
-async fn server_side_copy_object_costs_one_request() {
-    let s = MemServer::new("one");
-    let (src, dst) = (s.store("b1", ""), s.store("b2", "backup/"));
-    src.insert("k", &data(100, 4), &meta_opts(), None);
-    let info = src.list(&KeyRange::default(), 10).await.unwrap().objects.remove(0);
-    s.take_counts();
-    for v in [Verify::None, Verify::Size, Verify::Etag] {
-        let r = copy_listed(
-            &src,
-            &info,
-            &dst,
-            "k",
-            &fast(CopyOptions {
-                verify: v,
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        assert_eq!(r.mode, CopyMode::ServerSide);
-        assert_eq!(
-            r.requests,
-            RequestCounts {
-                copy: 1,
-                ..Default::default()
-            },
-            "{v:?}"
-        );
-    }
-    assert_eq!(
-        s.take_counts(),
-        RequestCounts {
-            copy: 3,
-            ..Default::default()
-        }
-    );
-    assert_same_meta(&src, "k", &dst, "k").await;
-    // Checksum mode: HEAD of the source, then read both sides when the source has no checksum.
-    let r = copy_listed(
-        &src,
-        &info,
-        &dst,
-        "k2",
-        &fast(CopyOptions {
-            verify: Verify::Checksum,
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
-    assert!(r.verified.checksum.is_some());
-    // Overriding metadata: HEAD + CopyObject (REPLACE) with the rest kept.
-    let over = MetadataOverrides {
-        content_type: Some("text/plain".into()),
-        ..Default::default()
-    };
-    let r = copy_listed(
-        &src,
-        &info,
-        &dst,
-        "k3",
-        &fast(CopyOptions {
-            overrides: over,
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        r.requests,
-        RequestCounts {
-            head: 1,
-            copy: 1,
-            ..Default::default()
-        }
-    );
-    let m = dst.head("k3").await.unwrap();
-    assert_eq!(m.content_type.as_deref(), Some("text/plain"));
-    assert_eq!(m.cache_control.as_deref(), Some("max-age=60"));
-    assert_eq!(m.user_metadata.get("owner").map(String::as_str), Some("ana"));
-    assert_eq!(dst.tags("k3"), src.tags("k"));
-}
-
-#[tokio::test]
-async fn server_side_copy_to_a_replace_only_store_sends_the_metadata() {
-    let s = MemServer::new("one");
-    let (src, dst) = (s.store("b1", ""), s.store("b2", "").replace_only());
-    src.insert("k", &data(100, 4), &meta_opts(), None);
-    let info = src.list(&KeyRange::default(), 10).await.unwrap().objects.remove(0);
-    let r = copy_listed(&src, &info, &dst, "k", &fast(CopyOptions::default()))
-        .await
-        .unwrap();
-    assert_eq!(
-        r.requests,
-        RequestCounts {
-            head: 1,
-            get_tags: 1,
-            copy: 1,
-            ..Default::default()
-        }
-    );
-    assert_same_meta(&src, "k", &dst, "k").await;
-    let plan = plan_copy(CopyMode::ServerSide, &info, false, &CopyOptions::default());
-    assert_eq!(plan.requests, r.requests);
-}
-
-#[tokio::test]
-async fn server_side_upload_part_copy_keeps_metadata() {
-    let s = MemServer::new("one");
-    let (src, dst) = (s.store("b1", ""), s.store("b2", ""));
-    let body = data(3000, 5);
-    src.insert("big", &body, &meta_opts(), None);
-    let opts = fast(CopyOptions {
-        verify: Verify::Etag,
-        copy_object_max: 1000,
-        server_part_size: Some(1024),
-        ..Default::default()
-    });
-    let r = copy_object(&src, "big", &dst, "big", &opts).await.unwrap();
-    assert_eq!((r.mode, r.parts), (CopyMode::ServerSide, Some(3)));
-    assert!(r.verified.etag && r.verified.size);
-    assert_eq!(
-        r.requests,
-        RequestCounts {
-            head: 2,
-            get_tags: 1,
-            create_multipart: 1,
-            upload_part_copy: 3,
-            complete_multipart: 1,
-            ..Default::default()
-        }
-    );
-    assert_same_meta(&src, "big", &dst, "big").await;
-    assert_eq!(r.bytes_through_node, 0);
-}
-
-#[tokio::test]
-async fn broken_get_bodies_are_retried() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
+async fn broken_get_bodies_and_transient_writes_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
     let body = data(100_000, 6);
-    src.insert("k", &body, &WriteOptions::default(), None);
-    s1.faults.lock().unwrap().break_gets = 2;
+    put(&src, "k", &body, &WriteOptions::default()).await;
+    src.inject(Rule::new(&[Op::Get], Fault::BreakBodyAfter(30_000)).times(2));
     let r = copy_object(
         &src,
         "k",
         &dst,
         "k",
-        &fast(CopyOptions {
+        &quick(CopyOptions {
             verify: Verify::Etag,
             ..Default::default()
         }),
@@ -307,10 +167,10 @@ async fn broken_get_bodies_are_retried() {
     .await
     .unwrap();
     assert_eq!(r.requests.get, 3);
-    assert_eq!(dst.data("k").unwrap(), body);
-    s1.faults.lock().unwrap().break_gets = 2;
-    s2.faults.lock().unwrap().transient_writes = 1;
-    let opts = fast(CopyOptions {
+    assert_eq!(read(&dst, "k").await, body);
+    src.inject(Rule::new(&[Op::Get], Fault::BreakBodyAfter(10_000)).times(2));
+    dst.inject(Rule::new(Op::WRITES, Fault::transient()).times(1));
+    let opts = quick(CopyOptions {
         verify: Verify::Checksum,
         multipart_threshold: 1,
         part_size: Some(40_000),
@@ -318,29 +178,31 @@ async fn broken_get_bodies_are_retried() {
     });
     let r = copy_object(&src, "k", &dst, "k2", &opts).await.unwrap();
     assert_eq!(r.requests.get, 5, "3 parts + 2 re-GETs");
-    assert_eq!(dst.data("k2").unwrap(), body);
+    assert_eq!(r.requests.create_multipart, 2, "1 transient failure + 1");
+    assert_eq!(read(&dst, "k2").await, body);
     // Out of retries: the error surfaces and the upload is aborted.
-    s1.faults.lock().unwrap().break_gets = 100;
+    src.inject(Rule::new(&[Op::Get], Fault::BreakBodyAfter(10_000)));
     let e = copy_object(&src, "k", &dst, "k3", &CopyOptions { retries: 2, ..opts })
         .await
         .unwrap_err();
     assert!(e.is_retryable(), "{e}");
-    assert_eq!(s2.open_uploads(), 0);
+    assert!(dst.list_multipart_uploads("").await.unwrap().is_empty());
+    assert_eq!(dst.counts().abort_multipart, 1);
 }
 
 #[tokio::test]
 async fn corruption_is_a_mismatch_and_the_bad_copy_is_deleted() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
-    src.insert("k", &data(4000, 7), &WriteOptions::default(), None);
-    s2.faults.lock().unwrap().corrupt_on_write.insert("k".into());
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    put(&src, "k", &data(4000, 7), &WriteOptions::default()).await;
+    dst.inject(Rule::new(Op::UPLOADS, Fault::Tamper).key("k"));
     for (v, mp) in [
         (Verify::Etag, false),
         (Verify::Etag, true),
         (Verify::Checksum, false),
         (Verify::Checksum, true),
     ] {
-        let opts = fast(CopyOptions {
+        let opts = quick(CopyOptions {
             verify: v,
             multipart_threshold: if mp { 1 } else { u64::MAX },
             part_size: Some(1500),
@@ -348,16 +210,24 @@ async fn corruption_is_a_mismatch_and_the_bad_copy_is_deleted() {
         });
         let e = copy_object(&src, "k", &dst, "k", &opts).await.unwrap_err();
         assert!(matches!(e, StoreError::Mismatch { .. }), "{v:?} {mp}: {e}");
-        assert!(dst.data("k").is_none(), "bad copy deleted ({v:?} {mp})");
+        assert!(
+            matches!(dst.head("k").await, Err(StoreError::NotFound { .. })),
+            "bad copy deleted ({v:?} {mp})"
+        );
     }
+    assert!(dst.list_multipart_uploads("").await.unwrap().is_empty());
     // A store that reports no checksums is read back.
-    s2.faults.lock().unwrap().no_checksums = true;
+    dst.inject(Rule::new(
+        &[Op::Put, Op::UploadPart, Op::CompleteMultipart, Op::Head],
+        Fault::HideChecksums,
+    ));
+    let gets = dst.counts().get;
     let e = copy_object(
         &src,
         "k",
         &dst,
         "k",
-        &fast(CopyOptions {
+        &quick(CopyOptions {
             verify: Verify::Checksum,
             ..Default::default()
         }),
@@ -365,29 +235,31 @@ async fn corruption_is_a_mismatch_and_the_bad_copy_is_deleted() {
     .await
     .unwrap_err();
     assert!(matches!(e, StoreError::Mismatch { .. }), "{e}");
+    assert_eq!(dst.counts().get, gets + 1, "read back");
     // Size alone does not see a flipped byte, and says nothing false.
     let r = copy_object(
         &src,
         "k",
         &dst,
         "k",
-        &fast(CopyOptions {
+        &quick(CopyOptions {
             verify: Verify::Size,
             ..Default::default()
         }),
     )
     .await
     .unwrap();
-    assert!(r.verified.size);
-    // A source that changed under the copy (tampered bytes, old ETag) is caught by Etag.
-    s2.faults.lock().unwrap().corrupt_on_write.clear();
-    src.tamper("k");
+    assert!(r.verified.size && !r.verified.etag && r.verified.checksum.is_none());
+    assert_ne!(read(&dst, "k").await, read(&src, "k").await);
+    // A source that changed under the copy (other bytes, old ETag) is caught by Etag.
+    dst.heal();
+    src.inject(Rule::new(&[Op::Get], Fault::Tamper).key("k"));
     let e = copy_object(
         &src,
         "k",
         &dst,
         "k9",
-        &fast(CopyOptions {
+        &quick(CopyOptions {
             verify: Verify::Etag,
             ..Default::default()
         }),
@@ -395,235 +267,249 @@ async fn corruption_is_a_mismatch_and_the_bad_copy_is_deleted() {
     .await
     .unwrap_err();
     assert!(matches!(e, StoreError::Mismatch { .. }), "{e}");
+    assert!(matches!(dst.head("k9").await, Err(StoreError::NotFound { .. })));
 }
 
 #[tokio::test]
 async fn cancellation_aborts_started_uploads() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
-    src.insert("k", &data(200_000, 8), &WriteOptions::default(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    put(&src, "k", &data(300_000, 3), &WriteOptions::default()).await;
     let log = UploadLog::new();
     let opts = CopyOptions {
         multipart_threshold: 1,
-        part_size: Some(50_000),
-        bandwidth: Some(TokenBucket::new(200_000, 16 * 1024)), // ~1 s for the object
+        part_size: Some(64 * 1024),
+        bandwidth: Some(TokenBucket::new(300_000, 16 * 1024)), // ~1 s for the object
         uploads: Some(log.clone()),
         ..Default::default()
     };
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         cancel.cancel();
     });
     let e = copy_object(&src, "k", &dst, "k", &opts).await.unwrap_err();
     assert!(is_cancelled(&e), "{e}");
     assert_eq!(log.started_total(), 1);
     assert!(log.open().is_empty(), "finished in the registry");
-    assert_eq!(s2.open_uploads(), 0, "aborted on the store");
-    assert_eq!(s2.counts().abort_multipart, 1);
-    assert!(dst.data("k").is_none());
+    assert!(
+        dst.list_multipart_uploads("").await.unwrap().is_empty(),
+        "aborted on the store"
+    );
+    assert_eq!(dst.counts().abort_multipart, 1);
+    assert!(matches!(dst.head("k").await, Err(StoreError::NotFound { .. })));
 }
 
 #[tokio::test]
 async fn sweep_aborts_owned_leftovers_only() {
-    let s = MemServer::new("a");
-    let dst = s.store("b", "");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, dst) = pair(&dir);
     let log = UploadLog::new();
     let mine = dst.create_multipart("x/mine", &WriteOptions::default()).await.unwrap();
     log.started(&dst.describe(), "x/mine", &mine);
-    let _theirs = dst
+    let theirs = dst
         .create_multipart("x/theirs", &WriteOptions::default())
         .await
         .unwrap();
-    let aborted = sweep_uploads(&dst, "x/", |u| log.owns(&u.key, &u.upload_id))
+    let owned = |u: &UploadInfo| log.owns(&u.key, &u.upload_id);
+    let young = sweep_uploads(&dst, "x/", Some(Duration::from_secs(3600)), owned)
         .await
         .unwrap();
-    assert_eq!(aborted.len(), 1);
-    assert_eq!(aborted[0].key, "x/mine");
-    assert_eq!(s.open_uploads(), 1);
-}
-
-fn fill(store: &MemStore, keys: &[&str]) {
-    for (i, k) in keys.iter().enumerate() {
-        store.insert(k, &data(10 + i, i as u8), &WriteOptions::default(), None);
-    }
-}
-
-fn collect_sink(v: &mut Vec<Outcome>) -> impl FnMut(Outcome) + '_ {
-    |o| v.push(o)
+    assert!(young.aborted.is_empty(), "too young to sweep");
+    assert_eq!(young.kept, 2);
+    let rep = sweep_uploads(&dst, "x/", None, owned).await.unwrap();
+    assert_eq!(rep.aborted.len(), 1);
+    assert_eq!(rep.aborted[0].key, "x/mine");
+    assert_eq!((rep.kept, rep.failed.len()), (1, 0));
+    let left: Vec<_> = dst
+        .list_multipart_uploads("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.upload_id)
+        .collect();
+    assert_eq!(left, vec![theirs]);
 }
 
 #[tokio::test]
-async fn plain_server_side_range_copy_costs_one_copy_per_object_and_a_list_per_page() {
-    let s = MemServer::new("one");
-    let (src, dst) = (s.store("b1", "photos/"), s.store("b2", "backup/"));
-    for i in 0..2500 {
-        src.insert(&format!("k{i:05}"), b"x", &WriteOptions::default(), None);
+async fn key_corpus_round_trips_through_copy_and_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    let mut corpus = key_corpus();
+    corpus.extend(fs_only_keys());
+    for k in &corpus {
+        put(&src, k, &corpus_data(k), &WriteOptions::default()).await;
     }
-    s.take_counts();
-    let mut out = Vec::new();
-    let opts = RangeOptions {
-        copy: fast(CopyOptions::default()),
+    let opts = ropts(CopyOptions {
+        verify: Verify::Etag,
         ..Default::default()
-    };
-    let sum = run_range(
+    });
+    let all = KeyRange::default();
+    let (sum, out) = run_collect(
         RangeOp::Copy,
         &src,
         &dst,
-        &KeyRange::default(),
+        &all,
         &KeyMap::identity(),
         &Filter::new(),
         &opts,
-        collect_sink(&mut out),
     )
-    .await
-    .unwrap();
-    assert_eq!(sum.copied, 2500);
-    assert_eq!(sum.server_side, 2500);
-    assert_eq!(
-        s.counts(),
-        RequestCounts {
-            list: 3,
-            copy: 2500,
-            ..Default::default()
-        }
-    );
-    assert_eq!(sum.requests, s.counts());
-    assert_eq!(sum.last_completed_key.as_deref(), Some("k02499"));
-    assert_eq!(dst.keys().len(), 2500);
+    .await;
+    assert_eq!(sum.failed, 0, "{out:#?}");
+    assert_eq!(sum.copied as usize, corpus.len());
+    let mut sorted = corpus.clone();
+    sorted.sort();
+    assert_eq!(keys(&dst).await, sorted);
+    for k in &corpus {
+        assert_eq!(read(&src, k).await, read(&dst, k).await, "{k}");
+    }
+    // A sync then finds everything identical.
+    let (sum, _) = run_collect(
+        RangeOp::Sync { delete: true },
+        &src,
+        &dst,
+        &all,
+        &KeyMap::identity(),
+        &Filter::new(),
+        &opts,
+    )
+    .await;
+    assert_eq!((sum.copied, sum.skipped, sum.deleted), (0, corpus.len() as u64, 0));
 }
 
 #[tokio::test]
 async fn move_deletes_only_verified_sources() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
-    fill(&src, &["a", "b", "c", "d"]);
-    s2.faults.lock().unwrap().deny_write.insert("out/b".into());
-    s2.faults.lock().unwrap().corrupt_on_write.insert("out/c".into());
-    let mut out = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    // a, b, c single PUTs; d, e multipart. b and d are refused, c's copy is corrupted.
+    for (i, (k, n)) in [("a", 3000), ("b", 3000), ("c", 3000), ("d", 5000), ("e", 5000)]
+        .into_iter()
+        .enumerate()
+    {
+        put(&src, k, &data(n, i as u8), &WriteOptions::default()).await;
+    }
+    dst.inject(Rule::new(Op::WRITES, Fault::denied()).key("m/b"));
+    dst.inject(Rule::new(Op::WRITES, Fault::denied()).key("m/d"));
+    dst.inject(Rule::new(Op::UPLOADS, Fault::Tamper).key("m/c"));
     let opts = RangeOptions {
-        copy: fast(CopyOptions {
-            verify: Verify::Etag,
-            ..Default::default()
-        }),
         concurrency: 2,
-        ..Default::default()
+        ..ropts(CopyOptions {
+            verify: Verify::Etag,
+            multipart_threshold: 4000,
+            part_size: Some(2000),
+            ..Default::default()
+        })
     };
-    let sum = run_range(
+    let (sum, out) = run_collect(
         RangeOp::Move,
         &src,
         &dst,
         &KeyRange::default(),
-        &KeyMap::new("", "out/"),
+        &KeyMap::new("", "m/"),
         &Filter::new(),
         &opts,
-        collect_sink(&mut out),
     )
-    .await
-    .unwrap();
-    assert_eq!(sum.failed, 2);
-    assert_eq!(sum.deleted, 2);
-    assert_eq!(src.keys(), vec!["b", "c"], "failed and unverified sources stay");
-    assert_eq!(dst.keys(), vec!["out/a", "out/d"]);
+    .await;
+    assert_eq!((sum.deleted, sum.failed), (2, 3), "{out:#?}");
+    assert_eq!(
+        keys(&src).await,
+        vec!["b", "c", "d"],
+        "failed and unverified sources stay"
+    );
+    assert_eq!(keys(&dst).await, vec!["m/a", "m/e"]);
     assert_eq!(
         sum.requests.delete,
         1 + 1,
         "one batched delete of sources + the bad copy"
     );
+    assert_eq!(src.counts().delete, 1);
     assert_eq!(sum.last_completed_key.as_deref(), Some("a"));
-    let moved: Vec<_> = out
+    let mut moved: Vec<_> = out
         .iter()
         .filter(|o| o.action == Action::Moved)
         .map(|o| o.key.as_str())
         .collect();
-    assert_eq!(moved, vec!["a", "d"]);
+    moved.sort();
+    assert_eq!(moved, vec!["a", "e"]);
+    assert!(dst.list_multipart_uploads("").await.unwrap().is_empty());
 }
 
 #[tokio::test]
-async fn move_with_verify_none_still_verifies_size_and_fails_delete_is_reported() {
-    let s = MemServer::new("one");
-    let (src, dst) = (s.store("b1", ""), s.store("b2", ""));
-    fill(&src, &["a", "b"]);
-    s.faults.lock().unwrap().deny_delete.insert("b".into());
-    let mut out = Vec::new();
-    let opts = RangeOptions {
-        copy: fast(CopyOptions {
-            verify: Verify::None,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let sum = run_range(
+async fn move_with_verify_none_still_verifies_size_and_reports_a_failed_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    fill(&src, &["a", "b"]).await;
+    src.inject(Rule::new(&[Op::Delete], Fault::denied()).key("b"));
+    let (sum, out) = run_collect(
         RangeOp::Move,
         &src,
         &dst,
         &KeyRange::default(),
         &KeyMap::identity(),
         &Filter::new(),
-        &opts,
-        collect_sink(&mut out),
+        &ropts(CopyOptions {
+            verify: Verify::None,
+            ..Default::default()
+        }),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!((sum.deleted, sum.failed), (1, 1));
-    assert_eq!(src.keys(), vec!["b"]);
+    assert_eq!(keys(&src).await, vec!["b"]);
+    assert_eq!(keys(&dst).await, vec!["a", "b"]);
+    let b = &out.iter().find(|o| o.key == "b").unwrap().action;
     assert!(
-        matches!(&out.iter().find(|o| o.key == "b").unwrap().action, Action::Failed(StoreError::Other { detail }) if detail.contains("not deleted"))
+        matches!(b, Action::Failed(StoreError::Other { detail }) if detail.contains("not deleted")),
+        "{b:?}"
     );
 }
 
 #[tokio::test]
 async fn sync_copies_changes_and_deletes_extraneous_but_not_excluded() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
-    fill(&src, &["p/a", "p/b", "p/c", "p/tmp/x"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    fill(&src, &["p/a", "p/b", "p/c", "p/tmp/x"]).await;
     // dst: a identical, b different, extra e, extra tmp/y (excluded), and q/z outside the range.
-    let a = src.data("p/a").unwrap();
-    dst.insert("p/a", &a, &WriteOptions::default(), None);
-    dst.insert("p/b", b"old", &WriteOptions::default(), None);
-    dst.insert("p/e", b"extra", &WriteOptions::default(), None);
-    dst.insert("p/tmp/y", b"keep", &WriteOptions::default(), None);
-    dst.insert("q/z", b"outside", &WriteOptions::default(), None);
+    put(&dst, "p/a", &read(&src, "p/a").await, &WriteOptions::default()).await;
+    for (k, v) in [
+        ("p/b", "old"),
+        ("p/e", "extra"),
+        ("p/tmp/y", "keep"),
+        ("q/z", "outside"),
+    ] {
+        put(&dst, k, v.as_bytes(), &WriteOptions::default()).await;
+    }
     let filter = Filter::new().exclude("tmp/**").unwrap();
     let range = KeyRange {
         prefix: "p/".into(),
         ..Default::default()
     };
     let map = KeyMap::new("p/", "p/");
-    let opts = RangeOptions {
-        copy: fast(CopyOptions::default()),
-        ..Default::default()
-    };
+    let opts = ropts(CopyOptions::default());
+    let op = RangeOp::Sync { delete: true };
 
     // Dry run first: nothing written.
-    let mut out = Vec::new();
+    src.take_counts();
+    dst.take_counts();
     let dry = RangeOptions {
         dry_run: true,
         ..opts.clone()
     };
-    let sum = run_range(
-        RangeOp::Sync { delete: true },
-        &src,
-        &dst,
-        &range,
-        &map,
-        &filter,
-        &dry,
-        collect_sink(&mut out),
-    )
-    .await
-    .unwrap();
+    let (sum, _) = run_collect(op, &src, &dst, &range, &map, &filter, &dry).await;
     assert_eq!(
         (sum.would_copy, sum.would_delete, sum.skipped, sum.excluded),
         (2, 1, 1, 1)
     );
+    let lists = RequestCounts {
+        list: 1,
+        ..Default::default()
+    };
+    assert_eq!((src.counts(), dst.counts()), (lists, lists), "only listings are real");
     assert_eq!(
         sum.requests,
         RequestCounts {
             list: 2,
             ..Default::default()
-        },
-        "only listings are real"
+        }
     );
     assert_eq!(
         sum.planned_requests,
@@ -636,79 +522,40 @@ async fn sync_copies_changes_and_deletes_extraneous_but_not_excluded() {
             ..Default::default()
         }
     );
-    assert_eq!(
-        sum.bytes_cross_endpoint,
-        src.data("p/b").unwrap().len() as u64 + src.data("p/c").unwrap().len() as u64
-    );
-    assert_eq!(dst.keys(), vec!["p/a", "p/b", "p/e", "p/tmp/y", "q/z"]);
+    assert_eq!(sum.bytes_cross_endpoint, 11 + 12, "p/b and p/c");
+    assert_eq!(keys(&dst).await, vec!["p/a", "p/b", "p/e", "p/tmp/y", "q/z"]);
 
-    let mut out = Vec::new();
-    let sum = run_range(
-        RangeOp::Sync { delete: true },
-        &src,
-        &dst,
-        &range,
-        &map,
-        &filter,
-        &opts,
-        collect_sink(&mut out),
-    )
-    .await
-    .unwrap();
+    let (sum, out) = run_collect(op, &src, &dst, &range, &map, &filter, &opts).await;
     assert_eq!((sum.copied, sum.skipped, sum.deleted, sum.failed), (2, 1, 1, 0));
-    assert_eq!(dst.keys(), vec!["p/a", "p/b", "p/c", "p/tmp/y", "q/z"]);
-    assert_eq!(dst.data("p/b"), src.data("p/b"));
+    assert_eq!(keys(&dst).await, vec!["p/a", "p/b", "p/c", "p/tmp/y", "q/z"]);
+    assert_eq!(read(&dst, "p/b").await, read(&src, "p/b").await);
     assert_eq!(sum.last_completed_key.as_deref(), Some("p/tmp/x"));
     assert!(out.iter().any(|o| o.dst_key == "p/e" && o.action == Action::Deleted));
 
     // Second run: everything identical.
-    let sum = run_range(
-        RangeOp::Sync { delete: true },
-        &src,
-        &dst,
-        &range,
-        &map,
-        &filter,
-        &opts,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (sum, _) = run_collect(op, &src, &dst, &range, &map, &filter, &opts).await;
     assert_eq!((sum.copied, sum.skipped, sum.deleted), (0, 3, 0));
 }
 
 #[tokio::test]
-async fn sync_deletes_nothing_in_a_range_with_an_error() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
-    fill(&src, &["a", "b", "c"]);
-    dst.insert("d", b"extra", &WriteOptions::default(), None);
-    dst.insert("0", b"extra", &WriteOptions::default(), None);
-    s2.faults.lock().unwrap().deny_write.insert("b".into());
-    let mut out = Vec::new();
-    let opts = RangeOptions {
-        copy: fast(CopyOptions::default()),
-        ..Default::default()
-    };
-    let sum = run_range(
-        RangeOp::Sync { delete: true },
-        &src,
-        &dst,
-        &KeyRange::default(),
-        &KeyMap::identity(),
-        &Filter::new(),
-        &opts,
-        collect_sink(&mut out),
-    )
-    .await
-    .unwrap();
+async fn sync_deletes_nothing_in_a_range_with_an_error_nor_beyond_max_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    fill(&src, &["a", "b", "c"]).await;
+    put(&dst, "d", b"extra", &WriteOptions::default()).await;
+    put(&dst, "0", b"extra", &WriteOptions::default()).await;
+    dst.inject(Rule::new(Op::WRITES, Fault::denied()).key("b"));
+    let opts = ropts(CopyOptions::default());
+    let all = KeyRange::default();
+    let op = RangeOp::Sync { delete: true };
+    let (sum, out) = run_collect(op, &src, &dst, &all, &KeyMap::identity(), &Filter::new(), &opts).await;
     assert_eq!((sum.copied, sum.failed, sum.deleted), (2, 1, 0));
     assert!(
         sum.delete_suppressed.as_deref().unwrap().contains("failed"),
         "{:?}",
         sum.delete_suppressed
     );
-    assert_eq!(dst.keys(), vec!["0", "a", "c", "d"]);
+    assert_eq!(keys(&dst).await, vec!["0", "a", "c", "d"]);
     assert_eq!(
         out.iter()
             .filter(|o| matches!(o.action, Action::DeleteSuppressed(_)))
@@ -717,40 +564,30 @@ async fn sync_deletes_nothing_in_a_range_with_an_error() {
     );
     assert_eq!(sum.last_completed_key, None, "the extraneous `0` is not finished");
     // max_delete guards too.
-    s2.faults.lock().unwrap().deny_write.clear();
+    dst.heal();
     let opts = RangeOptions {
         max_delete: Some(1),
         ..opts
     };
-    let sum = run_range(
-        RangeOp::Sync { delete: true },
-        &src,
-        &dst,
-        &KeyRange::default(),
-        &KeyMap::identity(),
-        &Filter::new(),
-        &opts,
-        |_| {},
-    )
-    .await
-    .unwrap();
-    assert_eq!(sum.deleted, 0);
+    let (sum, _) = run_collect(op, &src, &dst, &all, &KeyMap::identity(), &Filter::new(), &opts).await;
+    assert_eq!((sum.deleted, sum.failed), (0, 0));
     assert!(sum.delete_suppressed.unwrap().contains("max_delete"));
+    assert_eq!(keys(&dst).await, vec!["0", "a", "b", "c", "d"]);
 }
 
 #[tokio::test]
 async fn skip_existing_uses_the_listing_not_heads() {
-    let s = MemServer::new("one");
-    let (src, dst) = (s.store("b1", ""), s.store("b2", ""));
-    fill(&src, &["a", "b", "c"]);
-    dst.insert("a", &src.data("a").unwrap(), &WriteOptions::default(), None);
-    s.take_counts();
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    fill(&src, &["a", "b", "c"]).await;
+    put(&dst, "a", &read(&src, "a").await, &WriteOptions::default()).await;
+    src.take_counts();
+    dst.take_counts();
     let opts = RangeOptions {
-        copy: fast(CopyOptions::default()),
         skip_existing: true,
-        ..Default::default()
+        ..ropts(CopyOptions::default())
     };
-    let sum = run_range(
+    let (sum, _) = run_collect(
         RangeOp::Copy,
         &src,
         &dst,
@@ -758,16 +595,25 @@ async fn skip_existing_uses_the_listing_not_heads() {
         &KeyMap::identity(),
         &Filter::new(),
         &opts,
-        |_| {},
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!((sum.copied, sum.skipped), (2, 1));
+    // One LIST per side; nothing at all for the identical `a` (no HEAD on either side).
     assert_eq!(
-        s.counts(),
+        src.counts(),
         RequestCounts {
-            list: 2,
-            copy: 2,
+            list: 1,
+            head: 2,
+            get_tags: 2,
+            get: 2,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        dst.counts(),
+        RequestCounts {
+            list: 1,
+            put: 2,
             ..Default::default()
         }
     );
@@ -775,9 +621,9 @@ async fn skip_existing_uses_the_listing_not_heads() {
 
 #[tokio::test]
 async fn ranges_checkpoints_and_filters_on_sizes() {
-    let s = MemServer::new("one");
-    let (src, dst) = (s.store("b1", ""), s.store("b2", ""));
-    fill(&src, &["a", "b", "c", "d", "e"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    fill(&src, &["a", "b", "c", "d", "e"]).await;
     let range = KeyRange {
         prefix: String::new(),
         start_after: Some("a".into()),
@@ -787,74 +633,24 @@ async fn ranges_checkpoints_and_filters_on_sizes() {
         min_size: Some(12),
         ..Default::default()
     };
-    let mut out = Vec::new();
     let opts = RangeOptions {
-        copy: fast(CopyOptions::default()),
         page_size: 2,
-        ..Default::default()
+        ..ropts(CopyOptions::default())
     };
-    let sum = run_range(
-        RangeOp::Copy,
-        &src,
-        &dst,
-        &range,
-        &KeyMap::identity(),
-        &filter,
-        &opts,
-        collect_sink(&mut out),
-    )
-    .await
-    .unwrap();
+    let (sum, _) = run_collect(RangeOp::Copy, &src, &dst, &range, &KeyMap::identity(), &filter, &opts).await;
     // b (11 bytes) excluded by size; c, d copied; a and e outside the range.
     assert_eq!((sum.listed_objects, sum.excluded, sum.copied), (3, 1, 2));
-    assert_eq!(dst.keys(), vec!["c", "d"]);
+    assert_eq!(keys(&dst).await, vec!["c", "d"]);
     assert_eq!(sum.last_completed_key.as_deref(), Some("d"));
     assert_eq!(sum.requests.list, 2);
 }
 
 #[tokio::test]
-async fn dry_run_reports_server_side_costs_and_no_bytes() {
-    let s = MemServer::new("one");
-    let (src, dst) = (s.store("b1", ""), s.store("b2", ""));
-    fill(&src, &["a", "b"]);
-    src.insert("big", &data(3000, 9), &WriteOptions::default(), None);
-    let opts = RangeOptions {
-        copy: fast(CopyOptions {
-            copy_object_max: 1000,
-            server_part_size: Some(1024),
-            ..Default::default()
-        }),
-        dry_run: true,
-        ..Default::default()
-    };
-    let mut out = Vec::new();
-    let sum = run_range(
-        RangeOp::Move,
-        &src,
-        &dst,
-        &KeyRange::default(),
-        &KeyMap::identity(),
-        &Filter::new(),
-        &opts,
-        collect_sink(&mut out),
-    )
-    .await
-    .unwrap();
-    assert_eq!(sum.would_copy, 3);
-    assert_eq!(sum.bytes_cross_endpoint, 0);
-    assert_eq!(sum.planned_requests.copy, 2);
-    assert_eq!(sum.planned_requests.upload_part_copy, 3);
-    assert!(out.iter().all(|o| o.action == Action::WouldMove));
-    assert_eq!(src.keys().len(), 3);
-    assert!(dst.keys().is_empty());
-}
-
-#[tokio::test]
 async fn cancelled_range_drains_and_reports_interruption() {
-    let (s1, s2) = (MemServer::new("a"), MemServer::new("b"));
-    let (src, dst) = (s1.fs_store("src"), s2.fs_store("dst"));
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
     for i in 0..20 {
-        src.insert(&format!("k{i:02}"), &data(50_000, i), &WriteOptions::default(), None);
+        put(&src, &format!("k{i:02}"), &data(50_000, i), &WriteOptions::default()).await;
     }
     let log = UploadLog::new();
     let copy = CopyOptions {
@@ -874,7 +670,7 @@ async fn cancelled_range_drains_and_reports_interruption() {
         concurrency: 3,
         ..Default::default()
     };
-    let sum = run_range(
+    let (sum, _) = run_collect(
         RangeOp::Copy,
         &src,
         &dst,
@@ -882,21 +678,23 @@ async fn cancelled_range_drains_and_reports_interruption() {
         &KeyMap::identity(),
         &Filter::new(),
         &opts,
-        |_| {},
     )
-    .await
-    .unwrap();
+    .await;
     assert!(
         sum.interrupted.as_ref().is_some_and(is_cancelled),
         "{:?}",
         sum.interrupted
     );
     assert!(sum.copied < 20);
-    assert_eq!(s2.open_uploads(), 0);
+    assert!(dst.list_multipart_uploads("").await.unwrap().is_empty());
     assert!(log.open().is_empty());
     if let Some(k) = &sum.last_completed_key {
-        for sk in src.keys().iter().filter(|s| *s <= k) {
-            assert_eq!(dst.data(sk), src.data(sk), "{sk} is before the checkpoint");
+        for sk in keys(&src).await.iter().filter(|s| *s <= k) {
+            assert_eq!(
+                read(&dst, sk).await,
+                read(&src, sk).await,
+                "{sk} is before the checkpoint"
+            );
         }
     }
     assert!(sum.into_result().is_err());

@@ -38,9 +38,10 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::checksum::{self, Hasher};
+use super::checksum::Hasher;
 use super::clients::{normalize_endpoint, S3Clients, DISCOVERY_REGION};
 use super::store::*;
+use super::verify;
 
 /// Bodies up to this many bytes are buffered in memory before sending (see module docs).
 pub const DEFAULT_BUFFER_LIMIT: usize = 8 * 1024 * 1024;
@@ -190,50 +191,6 @@ impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Store").field("describe", &self.describe()).finish()
     }
-}
-
-/// What [`sweep_uploads`] did.
-#[derive(Debug, Default)]
-pub struct SweepReport {
-    pub aborted: Vec<UploadInfo>,
-    pub failed: Vec<(UploadInfo, StoreError)>,
-    /// Uploads seen that were too young or not owned.
-    pub kept: usize,
-}
-
-/// Aborts the unfinished multipart uploads under `prefix` that are older than `older_than` and
-/// that `owned` says the engine started.
-///
-/// Ownership convention: ListMultipartUploads does not return metadata, so uploads cannot be
-/// marked in the store; the engine records the (key, upload id) of every upload it starts (in
-/// its job state) and passes a predicate over that record. Uploads with no initiation time count
-/// as stale only when `older_than` is zero.
-pub async fn sweep_uploads(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    older_than: Duration,
-    owned: impl Fn(&UploadInfo) -> bool,
-) -> StoreResult<SweepReport> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let mut rep = SweepReport::default();
-    for u in store.list_multipart_uploads(prefix).await? {
-        let stale = match u.initiated_ms {
-            Some(t) => now.saturating_sub(t) >= older_than.as_millis() as i64,
-            None => older_than.is_zero(),
-        };
-        if !stale || !owned(&u) {
-            rep.kept += 1;
-            continue;
-        }
-        match store.abort_multipart(&u.key, &u.upload_id).await {
-            Ok(()) | Err(StoreError::NotFound { .. }) => rep.aborted.push(u),
-            Err(e) => rep.failed.push((u, e)),
-        }
-    }
-    Ok(rep)
 }
 
 impl S3Store {
@@ -538,7 +495,7 @@ impl S3Store {
             let ck = algo.map(|a| {
                 let mut h = Hasher::new(a);
                 h.update(&buf);
-                (a, h.finish_b64())
+                (a, h.base64())
             });
             return Ok((ByteStream::from(buf.freeze()), ck));
         }
@@ -788,7 +745,7 @@ impl ObjectStore for S3Store {
             parts_count: o
                 .parts_count()
                 .map(|n| n as u32)
-                .or_else(|| etag.as_deref().and_then(checksum::etag_parts)),
+                .or_else(|| etag.as_deref().and_then(verify::multipart_parts)),
         })
     }
 

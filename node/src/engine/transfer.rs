@@ -36,11 +36,12 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use md5::{Digest, Md5};
 use tokio_util::sync::CancellationToken;
 
+use super::checksum::{self, Hasher};
 use super::store::{
     Body, ChecksumAlgo, CompletedPart, EndpointId, ObjectInfo, ObjectMeta, ObjectStore, PutResult, Sse, StoreError,
     StoreResult, UploadInfo, WriteOptions,
 };
-use super::verify::{self, ChecksumHasher};
+use super::verify;
 pub use super::verify::{Verified, Verify};
 
 const MIB: u64 = 1024 * 1024;
@@ -143,23 +144,52 @@ impl UploadRegistry for UploadLog {
     }
 }
 
-/// Aborts the unfinished multipart uploads under `prefix` that `owned` claims (e.g. recorded
-/// by an [`UploadLog`] or a persisted registry, or older than a cut-off). Returns those aborted.
+/// What [`sweep_uploads`] did.
+#[derive(Debug, Default)]
+pub struct SweepReport {
+    pub aborted: Vec<UploadInfo>,
+    pub failed: Vec<(UploadInfo, StoreError)>,
+    /// Uploads seen that were too young or not owned.
+    pub kept: usize,
+}
+
+/// Aborts the unfinished multipart uploads under `prefix` that `owned` says the engine started
+/// and, with `older_than`, that were initiated at least that long ago. The one sweep of the
+/// engine (every store).
+///
+/// Ownership convention: ListMultipartUploads does not return metadata, so uploads cannot be
+/// marked in the store; the engine records the (key, upload id) of every upload it starts (an
+/// [`UploadRegistry`]: [`UploadLog`] or the job's persisted record) and passes a predicate over
+/// that record ([`UploadLog::owns`]). With an age cut-off, uploads with no initiation time count
+/// as stale only when the cut-off is zero. Abort failures are reported, not fatal; an upload
+/// already gone counts as aborted.
 pub async fn sweep_uploads(
     store: &dyn ObjectStore,
     prefix: &str,
+    older_than: Option<Duration>,
     owned: impl Fn(&UploadInfo) -> bool,
-) -> StoreResult<Vec<UploadInfo>> {
-    let mut aborted = Vec::new();
+) -> StoreResult<SweepReport> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut rep = SweepReport::default();
     for u in store.list_multipart_uploads(prefix).await? {
-        if owned(&u) {
-            match store.abort_multipart(&u.key, &u.upload_id).await {
-                Ok(()) | Err(StoreError::NotFound { .. }) => aborted.push(u),
-                Err(e) => return Err(e),
-            }
+        let stale = match (older_than, u.initiated_ms) {
+            (None, _) => true,
+            (Some(age), Some(t)) => now.saturating_sub(t) >= age.as_millis() as i64,
+            (Some(age), None) => age.is_zero(),
+        };
+        if !stale || !owned(&u) {
+            rep.kept += 1;
+            continue;
+        }
+        match store.abort_multipart(&u.key, &u.upload_id).await {
+            Ok(()) | Err(StoreError::NotFound { .. }) => rep.aborted.push(u),
+            Err(e) => rep.failed.push((u, e)),
         }
     }
-    Ok(aborted)
+    Ok(rep)
 }
 
 /// A shared token bucket limiting bytes per second through the node (streaming copies). The
@@ -724,7 +754,7 @@ async fn read_checksum(
     with_retry(opts, "read back", || async {
         tally.add(|c| c.get += 1);
         let mut body = store.get(key, None).await?;
-        let mut h = ChecksumHasher::new(algo);
+        let mut h = Hasher::new(algo);
         let mut n = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk?;
@@ -936,17 +966,9 @@ async fn verify_server_side(
             }
             if let (Some(parts), Some(d)) = (parts, dst_etag.as_deref()) {
                 // The multipart ETag must be the MD5 of the part ETags the copy returned.
-                let digests: Option<Vec<[u8; 16]>> = parts
-                    .iter()
-                    .map(|p| {
-                        hex::decode(verify::norm_etag(&p.etag))
-                            .ok()
-                            .and_then(|b| b.try_into().ok())
-                    })
-                    .collect();
-                match digests {
-                    Some(ds) if !kms && verify::multipart_parts(d).is_some() => {
-                        let expected = verify::multipart_etag(&ds);
+                let part_etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
+                match checksum::multipart_etag_hex(&part_etags) {
+                    Some(expected) if !kms && verify::multipart_parts(d).is_some() => {
                         if expected != d {
                             delete_bad(dst, dst_key, opts, tally).await;
                             return Err(mismatch(dst_key, format!("multipart ETag {d} does not match its parts ({expected})")));
@@ -1134,7 +1156,7 @@ where
 struct Hashes {
     n: u64,
     md5: Option<Md5>,
-    checksum: Option<ChecksumHasher>,
+    checksum: Option<Hasher>,
     /// (part size, current part's MD5, bytes in it, finished part MD5s): the multipart ETag of
     /// the stream for a given layout (to check a multipart source's ETag on a single PUT).
     layout: Option<(u64, Md5, u64, Vec<[u8; 16]>)>,
@@ -1147,7 +1169,7 @@ impl Hashes {
         Hashes {
             n: 0,
             md5: md5.then(Md5::new),
-            checksum: checksum.map(ChecksumHasher::new),
+            checksum: checksum.map(Hasher::new),
             layout: layout.map(|p| (p, Md5::new(), 0, Vec::new())),
             src_err: None,
         }
@@ -1179,7 +1201,7 @@ impl Hashes {
         if *filled > 0 {
             done.push(cur.clone().finalize().into());
         }
-        Some(verify::multipart_etag(&done))
+        Some(checksum::multipart_etag(&done))
     }
 }
 
@@ -1550,7 +1572,7 @@ async fn streaming_multipart(
             })
             .await?;
             let md5: Option<[u8; 16]> = want_etag.then(|| Md5::digest(&data).into());
-            let checksum = want_ck.then(|| verify::checksum_of(algo, &data));
+            let checksum = want_ck.then(|| checksum::checksum_b64(algo, &data));
             let part = with_retry(opts, "upload part", || {
                 tally.add(|c| c.upload_part += 1);
                 dst.upload_part(
@@ -1630,7 +1652,7 @@ async fn streaming_multipart(
     }
     res.verified.size = true;
     if want_etag {
-        let expected = verify::multipart_etag(&md5s);
+        let expected = checksum::multipart_etag(&md5s);
         let whole_md5 = whole.md5.clone().map(|h| hex::encode(h.finalize())).unwrap_or_default();
         match &src_etag {
             SourceEtag::Md5(_) => {
@@ -1673,7 +1695,7 @@ async fn streaming_multipart(
     }
     if want_ck {
         let w = whole.checksum.as_ref().expect("checksum requested").base64();
-        let composite = verify::composite_checksum(algo, &part_cks);
+        let composite = checksum::composite_checksum(algo, &part_cks);
         check_checksums(
             src_key,
             meta,
