@@ -476,28 +476,45 @@ impl S3Store {
         algo: Option<ChecksumAlgo>,
     ) -> StoreResult<(ByteStream, Option<(ChecksumAlgo, String)>)> {
         if len <= self.buffer_limit as u64 {
-            let mut buf = BytesMut::with_capacity(len as usize);
+            // Small bodies are held in memory so the SDK can retry them. A body that arrives as
+            // one chunk (the transfer layer hands over whole parts) is kept as is — `Bytes` is
+            // reference-counted — so a part is never held twice; only a multi-chunk body is
+            // gathered into one buffer.
+            let mut chunks: Vec<Bytes> = Vec::new();
+            let mut total: u64 = 0;
             while let Some(c) = body.next().await {
-                buf.extend_from_slice(&c?);
-                if buf.len() as u64 > len {
+                let c = c?;
+                total += c.len() as u64;
+                if total > len {
                     return Err(StoreError::Mismatch {
                         key: key.into(),
                         detail: format!("body longer than the announced {len} bytes"),
                     });
                 }
+                chunks.push(c);
             }
-            if buf.len() as u64 != len {
+            if total != len {
                 return Err(StoreError::Mismatch {
                     key: key.into(),
-                    detail: format!("body ended after {} of {len} bytes", buf.len()),
+                    detail: format!("body ended after {total} of {len} bytes"),
                 });
             }
+            let data: Bytes = if chunks.len() == 1 {
+                chunks.pop().expect("one chunk")
+            } else {
+                let mut buf = BytesMut::with_capacity(len as usize);
+                for c in &chunks {
+                    buf.extend_from_slice(c);
+                }
+                drop(chunks);
+                buf.freeze()
+            };
             let ck = algo.map(|a| {
                 let mut h = Hasher::new(a);
-                h.update(&buf);
+                h.update(&data);
                 (a, h.base64())
             });
-            return Ok((ByteStream::from(buf.freeze()), ck));
+            return Ok((ByteStream::from(data), ck));
         }
         let key = key.to_string();
         let mut seen: u64 = 0;
