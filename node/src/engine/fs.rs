@@ -1064,40 +1064,12 @@ impl ObjectStore for FsStore {
         if fatal {
             return ProbeReport { steps };
         }
-        let first = match self.list(&KeyRange::default(), 1).await {
-            Ok(p) => {
-                let first = p.objects.first().map(|o| o.key.clone());
-                let msg = match &first {
-                    Some(k) => format!("ok (first key `{k}`)"),
-                    None => "ok (empty)".into(),
-                };
-                steps.push(("list (1 key)".into(), Ok(msg)));
-                first
-            }
-            Err(e) => {
-                steps.push(("list (1 key)".into(), Err(e)));
-                None
-            }
+        let wording = ProbeWording {
+            empty: "empty",
+            shown_prefix: "",
+            read_only_note: "",
         };
-        if let Some(k) = first {
-            let r = self.head(&k).await.map(|m| format!("ok ({} bytes)", m.info.size));
-            steps.push((format!("head `{k}`"), r));
-        }
-        let pk = format!(".mesh-probe/{}", rand_hex());
-        let body: Body = Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"bucketmesh probe"))]));
-        let r = match self.put(&pk, body, 16, &WriteOptions::default()).await {
-            Ok(_) => match self.delete_many(std::slice::from_ref(&pk)).await {
-                Ok(f) if f.is_empty() => Ok("ok (wrote and deleted a probe object)".to_string()),
-                Ok(f) => Ok(format!(
-                    "wrote `{pk}` but could not delete it ({}); remove it by hand",
-                    f[0].1
-                )),
-                Err(e) => Ok(format!("wrote `{pk}` but could not delete it ({e}); remove it by hand")),
-            },
-            Err(StoreError::AccessDenied { detail }) => Ok(format!("read-only: writes are denied ({detail})")),
-            Err(e) => Err(e),
-        };
-        steps.push(("write+delete probe object".into(), r));
+        probe_data_steps(self, &mut steps, &wording).await;
         ProbeReport { steps }
     }
 }

@@ -1337,50 +1337,13 @@ impl ObjectStore for S3Store {
         if fatal {
             return ProbeReport { steps };
         }
-        // 3. list, 4. head
-        let first = match self.list(&KeyRange::default(), 1).await {
-            Ok(p) => {
-                let first = p.objects.first().map(|o| o.key.clone());
-                let msg = match &first {
-                    Some(k) => format!("ok (first key `{k}`)"),
-                    None => "ok (no keys under the prefix)".into(),
-                };
-                steps.push(("list (1 key)".into(), Ok(msg)));
-                first
-            }
-            Err(e) => {
-                steps.push(("list (1 key)".into(), Err(e)));
-                None
-            }
+        // 3. list, 4. head, 5. write + delete
+        let wording = ProbeWording {
+            empty: "no keys under the prefix",
+            shown_prefix: &self.spec.prefix,
+            read_only_note: "; usable as a source only",
         };
-        if let Some(k) = first {
-            let r = self
-                .head(&k)
-                .await
-                .map(|m| format!("ok ({} bytes, ETag {})", m.info.size, m.info.etag.unwrap_or_default()));
-            steps.push((format!("head `{k}`"), r));
-        }
-        // 5. write + delete
-        let pk = format!(".mesh-probe/{:016x}", rand::random::<u64>());
-        let body: Body = Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"bucketmesh probe"))]));
-        let r = match self.put(&pk, body, 16, &WriteOptions::default()).await {
-            Ok(_) => match self.delete_many(std::slice::from_ref(&pk)).await {
-                Ok(f) if f.is_empty() => Ok("ok (wrote and deleted a probe object)".to_string()),
-                Ok(f) => Ok(format!(
-                    "wrote `{}{pk}` but could not delete it ({}); remove it by hand",
-                    self.spec.prefix, f[0].1
-                )),
-                Err(e) => Ok(format!(
-                    "wrote `{}{pk}` but could not delete it ({e}); remove it by hand",
-                    self.spec.prefix
-                )),
-            },
-            Err(StoreError::AccessDenied { detail }) => Ok(format!(
-                "read-only: writes are denied ({detail}); usable as a source only"
-            )),
-            Err(e) => Err(e),
-        };
-        steps.push(("write+delete probe object".into(), r));
+        probe_data_steps(self, &mut steps, &wording).await;
         ProbeReport { steps }
     }
 }

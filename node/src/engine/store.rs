@@ -341,3 +341,66 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Checks the location works and diagnoses what does not (list, head, region, clock, TLS…).
     async fn probe(&self) -> ProbeReport;
 }
+
+/// Wording of the data-path probe steps that differs between stores.
+pub struct ProbeWording<'a> {
+    /// How the listing step reports an empty location.
+    pub empty: &'a str,
+    /// Prepended to the probe key in messages (the location prefix, so the operator finds it).
+    pub shown_prefix: &'a str,
+    /// Appended to the read-only message (what a read-only location is still good for).
+    pub read_only_note: &'a str,
+}
+
+/// The probe steps every store shares, appended to `steps`: list one key, HEAD it if there is
+/// one, then write and delete a probe object under `.mesh-probe/` (denied writes mean read-only,
+/// which is reported, not failed).
+pub async fn probe_data_steps(
+    store: &dyn ObjectStore,
+    steps: &mut Vec<(String, Result<String, StoreError>)>,
+    wording: &ProbeWording<'_>,
+) {
+    let first = match store.list(&KeyRange::default(), 1).await {
+        Ok(p) => {
+            let first = p.objects.first().map(|o| o.key.clone());
+            let msg = match &first {
+                Some(k) => format!("ok (first key `{k}`)"),
+                None => format!("ok ({})", wording.empty),
+            };
+            steps.push(("list (1 key)".into(), Ok(msg)));
+            first
+        }
+        Err(e) => {
+            steps.push(("list (1 key)".into(), Err(e)));
+            None
+        }
+    };
+    if let Some(k) = first {
+        let r = store.head(&k).await.map(|m| match m.info.etag {
+            Some(etag) => format!("ok ({} bytes, ETag {etag})", m.info.size),
+            None => format!("ok ({} bytes)", m.info.size),
+        });
+        steps.push((format!("head `{k}`"), r));
+    }
+    let pk = format!(".mesh-probe/{:016x}", rand::random::<u64>());
+    let shown = format!("{}{pk}", wording.shown_prefix);
+    let body: Body = Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"bucketmesh probe"))]));
+    let r = match store.put(&pk, body, 16, &WriteOptions::default()).await {
+        Ok(_) => match store.delete_many(std::slice::from_ref(&pk)).await {
+            Ok(f) if f.is_empty() => Ok("ok (wrote and deleted a probe object)".to_string()),
+            Ok(f) => Ok(format!(
+                "wrote `{shown}` but could not delete it ({}); remove it by hand",
+                f[0].1
+            )),
+            Err(e) => Ok(format!(
+                "wrote `{shown}` but could not delete it ({e}); remove it by hand"
+            )),
+        },
+        Err(StoreError::AccessDenied { detail }) => Ok(format!(
+            "read-only: writes are denied ({detail}){}",
+            wording.read_only_note
+        )),
+        Err(e) => Err(e),
+    };
+    steps.push(("write+delete probe object".into(), r));
+}
