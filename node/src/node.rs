@@ -106,15 +106,29 @@ impl Node {
         if cmd.at_ms == 0 {
             cmd.at_ms = now_ms();
         }
-        let deadline = Instant::now() + LEADER_WAIT;
+        self.on_leader(Instant::now() + LEADER_WAIT, |leader, addr| {
+            let cmd = cmd.clone();
+            async move {
+                if leader == self.id {
+                    self.write_local(cmd).await
+                } else {
+                    self.forward(leader, &addr, cmd).await
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` against the current leader, looking it up again and retrying after a
+    /// leader change or a transient failure (NO_LEADER, UNAVAILABLE) until `deadline`.
+    async fn on_leader<T, F, Fut>(&self, deadline: Instant, mut attempt: F) -> Result<T, ApiError>
+    where
+        F: FnMut(NodeId, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
         loop {
             let (leader, addr) = self.await_leader().await?;
-            let attempt = if leader == self.id {
-                self.write_local(cmd.clone()).await
-            } else {
-                self.forward(leader, &addr, cmd.clone()).await
-            };
-            match attempt {
+            match attempt(leader, addr).await {
                 Err(ApiError::NoLeader) | Err(ApiError::Unavailable(_))
                     if Instant::now() < deadline && !self.shutdown.is_cancelled() =>
                 {
@@ -170,35 +184,24 @@ impl Node {
             return Ok(false);
         }
         let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            let (leader, addr) = self.await_leader().await?;
-            let attempt = if leader == self.id {
-                self.leader_read_index().await
-            } else {
-                self.remote_read_index(leader, &addr).await
-            };
-            match attempt {
-                Ok(index) => {
-                    let left = deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_secs(1));
-                    self.raft
-                        .wait(Some(left))
-                        .applied_index_at_least(Some(index), "linearizable read")
-                        .await
-                        .map_err(|e| {
-                            ApiError::Unavailable(format!("this node did not catch up with the leader in time: {e}"))
-                        })?;
-                    return Ok(true);
+        let index = self
+            .on_leader(deadline, |leader, addr| async move {
+                if leader == self.id {
+                    self.leader_read_index().await
+                } else {
+                    self.remote_read_index(leader, &addr).await
                 }
-                Err(ApiError::NoLeader) | Err(ApiError::Unavailable(_))
-                    if Instant::now() < deadline && !self.shutdown.is_cancelled() =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            })
+            .await?;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        self.raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("this node did not catch up with the leader in time: {e}")))?;
+        Ok(true)
     }
 
     /// On the leader: the index a linearizable read must wait for, after confirming leadership.
