@@ -726,6 +726,42 @@ fn etag_is_md5(sse: Option<&Sse>) -> bool {
     !matches!(sse, Some(Sse::Kms { .. }))
 }
 
+/// The result of a streamed copy before verification; `layout` is (parts, part size) for a
+/// multipart upload.
+fn streamed_result(size: u64, streamed: u64, layout: Option<(u32, u64)>, put: &PutResult) -> CopyResult {
+    CopyResult {
+        mode: CopyMode::Streaming,
+        size,
+        bytes_through_node: streamed,
+        parts: layout.map(|l| l.0),
+        part_size: layout.map(|l| l.1),
+        etag: put.etag.clone(),
+        checksum: put.checksum.clone(),
+        verified: Verified::default(),
+        requests: RequestCounts::default(),
+    }
+}
+
+/// Size check of a streamed copy: the bytes that went through the node must be the source's
+/// size; otherwise the destination object is a bad copy and is deleted.
+async fn check_streamed_size(
+    dst: &dyn ObjectStore,
+    dst_key: &str,
+    opts: &CopyOptions,
+    tally: &Tally,
+    size: u64,
+    streamed: u64,
+) -> Result<(), StoreError> {
+    if streamed == size {
+        return Ok(());
+    }
+    delete_bad(dst, dst_key, opts, tally).await;
+    Err(mismatch(
+        dst_key,
+        format!("streamed {streamed} bytes, the source has {size}"),
+    ))
+}
+
 async fn delete_bad(dst: &dyn ObjectStore, key: &str, opts: &CopyOptions, tally: &Tally) {
     if !opts.delete_on_mismatch {
         return;
@@ -1324,27 +1360,11 @@ async fn streaming_single(
     })
     .await?;
     let h = std::mem::replace(&mut *hashes.lock().unwrap(), Hashes::new(false, None, None));
-    let mut res = CopyResult {
-        mode: CopyMode::Streaming,
-        size,
-        bytes_through_node: h.n,
-        parts: None,
-        part_size: None,
-        etag: put.etag.clone(),
-        checksum: put.checksum.clone(),
-        verified: Verified::default(),
-        requests: RequestCounts::default(),
-    };
+    let mut res = streamed_result(size, h.n, None, &put);
     if opts.verify == Verify::None {
         return Ok(res);
     }
-    if h.n != size {
-        delete_bad(dst, dst_key, opts, tally).await;
-        return Err(mismatch(
-            dst_key,
-            format!("streamed {} bytes, the source has {size}", h.n),
-        ));
-    }
+    check_streamed_size(dst, dst_key, opts, tally, size, h.n).await?;
     res.verified.size = true;
     if want_etag {
         let md5 = hex::encode(h.md5.clone().expect("md5 requested").finalize());
@@ -1629,27 +1649,11 @@ async fn streaming_multipart(
         },
     )
     .await?; // a part-level mismatch aborted the upload: nothing to delete
-    let mut res = CopyResult {
-        mode: CopyMode::Streaming,
-        size,
-        bytes_through_node: whole.n,
-        parts: Some(n as u32),
-        part_size: Some(part_size),
-        etag: put.etag.clone(),
-        checksum: put.checksum.clone(),
-        verified: Verified::default(),
-        requests: RequestCounts::default(),
-    };
+    let mut res = streamed_result(size, whole.n, Some((n as u32, part_size)), &put);
     if opts.verify == Verify::None {
         return Ok(res);
     }
-    if whole.n != size {
-        delete_bad(dst, dst_key, opts, tally).await;
-        return Err(mismatch(
-            dst_key,
-            format!("streamed {} bytes, the source has {size}", whole.n),
-        ));
-    }
+    check_streamed_size(dst, dst_key, opts, tally, size, whole.n).await?;
     res.verified.size = true;
     if want_etag {
         let expected = checksum::multipart_etag(&md5s);
