@@ -5,7 +5,6 @@
 //! `curl --cacert ca.pem https://NODE:7401/metrics`. `/health` answers 200 when the node knows a
 //! leader and 503 otherwise.
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -142,15 +141,15 @@ impl Drop for RpcTimer {
     }
 }
 
-/// Serves `/metrics` and `/health` over TLS until `shutdown` fires.
+/// Serves `/metrics` and `/health` over TLS on `listener` (bound by the caller, so a taken port
+/// is reported at start-up) until `shutdown` fires.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     metrics: Metrics,
     healthy: impl Fn() -> bool + Send + Sync + Clone + 'static,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, _) = tokio::select! {

@@ -170,18 +170,17 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
     let metrics_tls = tls
         .metrics_server_config()
         .map_err(|e| RunError::Input(e.to_string()))?;
-    let metrics_listener_check = std::net::TcpListener::bind(cfg.metrics_listen).map_err(|e| {
+    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_listen).await.map_err(|e| {
         RunError::Failed(format!(
             "cannot listen on {} (--metrics-listen): {e}",
             cfg.metrics_listen
         ))
     })?;
-    drop(metrics_listener_check);
     {
         let node2 = node.clone();
         let healthy = move || node2.leader().is_some();
         tokio::spawn(crate::metrics::serve(
-            cfg.metrics_listen,
+            metrics_listener,
             metrics_tls,
             node.metrics.clone(),
             healthy,
