@@ -113,19 +113,11 @@ impl ClusterRpc {
             .collect()
     }
 
-    /// Relays a leader-only call to the leader with the caller's authorization.
-    async fn leader_client(
-        &self,
-        auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    ) -> Result<
-        (
-            ClusterServiceClient<tonic::transport::Channel>,
-            Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-        ),
-        ApiError,
-    > {
+    /// A client of the leader's ClusterService, to relay leader-only calls (the caller's own
+    /// authorization goes along, see `with_auth`).
+    fn leader_client(&self) -> Result<ClusterServiceClient<tonic::transport::Channel>, ApiError> {
         let (_, addr) = self.node.leader().ok_or(ApiError::NoLeader)?;
-        Ok((ClusterServiceClient::new(self.node.peers.channel(&addr)?), auth))
+        Ok(ClusterServiceClient::new(self.node.peers.channel(&addr)?))
     }
 }
 
@@ -183,8 +175,8 @@ impl pb::cluster_service_server::ClusterService for ClusterRpc {
             membership::remove(&self.node, id).await?;
             return Ok(Response::new(pb::RemoveNodeResponse {}));
         }
-        let (mut client, auth) = self.leader_client(req.metadata().get("authorization").cloned()).await?;
-        client
+        let auth = req.metadata().get("authorization").cloned();
+        self.leader_client()?
             .remove_node(with_auth(pb::RemoveNodeRequest { id }, auth))
             .await
             .map_err(|s| ApiError::from_status(&s))?;
@@ -201,8 +193,9 @@ impl pb::cluster_service_server::ClusterService for ClusterRpc {
             let new_leader = membership::transfer_leadership(&self.node, to).await?;
             return Ok(Response::new(pb::TransferLeaderResponsePublic { new_leader }));
         }
-        let (mut client, auth) = self.leader_client(req.metadata().get("authorization").cloned()).await?;
-        let resp = client
+        let auth = req.metadata().get("authorization").cloned();
+        let resp = self
+            .leader_client()?
             .transfer_leader(with_auth(pb::TransferLeaderRequestPublic { to }, auth))
             .await
             .map_err(|s| ApiError::from_status(&s))?;
