@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mesh/v1/internal.proto",
         "mesh/v1/cluster.proto",
         "mesh/v1/config.proto",
+        "mesh/v1/jobs.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

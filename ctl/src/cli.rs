@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::output::Format;
 
@@ -24,8 +24,10 @@ pub struct Cli {
 /// Flags shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// gRPC address of any node: host:port or https://host:port
-    #[arg(long, env = "MESH_ADDR", global = true, value_name = "ADDR")]
+    /// gRPC address of any node: host:port or https://host:port; a comma-separated list
+    /// (a:7400,b:7400) is tried in order, and `--wait`/`job watch` move on to the next address
+    /// when a node goes away
+    #[arg(long, env = "MESH_ADDR", global = true, value_name = "ADDR[,ADDR...]")]
     pub addr: Option<String>,
     /// Bearer token (the root token or an access token)
     #[arg(
@@ -65,6 +67,279 @@ pub enum Command {
     /// How nodes obtain AWS credentials (secrets are stored encrypted, never shown)
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Copy objects: SRC and DST are LOCATION:PATH (LOCATION: or LOCATION alone = its root)
+    Cp(TransferArgs),
+    /// Move objects (each source object is deleted once its copy is verified)
+    Mv(TransferArgs),
+    /// Copy what is missing or changed; with --delete also remove destination objects that
+    /// have no source
+    Sync(SyncArgs),
+    /// Copy jobs: list, show, watch, pause, resume, cancel, logs, report
+    #[command(subcommand)]
+    Job(JobCommand),
+}
+
+/// Nodes a job may spread over (the cluster settings tier.express|plus|ultra).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Tier {
+    /// Up to 4 nodes by default
+    Express,
+    /// Up to 12 nodes by default
+    Plus,
+    /// Up to 40 nodes by default
+    Ultra,
+}
+
+impl Tier {
+    /// The name the API takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Express => "express",
+            Tier::Plus => "plus",
+            Tier::Ultra => "ultra",
+        }
+    }
+}
+
+/// How a copy is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Verify {
+    /// No check
+    None,
+    /// Sizes match
+    Size,
+    /// Sizes and ETags match (multipart ETags recomputed)
+    Etag,
+    /// Sizes and content checksums match
+    Checksum,
+}
+
+impl Verify {
+    /// The name the API takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verify::None => "none",
+            Verify::Size => "size",
+            Verify::Etag => "etag",
+            Verify::Checksum => "checksum",
+        }
+    }
+}
+
+/// Accepted forms of `--bwlimit`.
+pub const RATE_FORM: &str = "expected bytes per second like 50MiB/s, 100M or 1GB/s (units B, K/KiB, M/MiB, G/GiB, T/TiB, KB, MB, GB, TB; an optional /s)";
+
+/// Parses a `--bwlimit` rate: a size (see `mesh_raft::settings::parse_size`) with an optional
+/// `/s`, in bytes per second.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    mesh_raft::settings::parse_size(t).map_err(|_| format!("{s:?}: {RATE_FORM}"))
+}
+
+/// `meshctl cp|mv SRC DST ...`
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Source: LOCATION:PATH (a folder of the location; LOCATION: is its root)
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// Destination: LOCATION:PATH
+    #[arg(value_name = "DST")]
+    pub dst: String,
+    /// Options shared by cp, mv and sync.
+    #[command(flatten)]
+    pub opts: JobOptions,
+}
+
+/// `meshctl sync SRC DST [--delete] ...`
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Source and destination, and the shared options.
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    /// Delete destination objects that have no source (never in a range that had errors)
+    #[arg(long)]
+    pub delete: bool,
+}
+
+/// Options of cp, mv and sync.
+#[derive(Debug, Args)]
+pub struct JobOptions {
+    /// How many nodes the job may spread over (default: the setting job.default_tier)
+    #[arg(long, value_enum)]
+    pub tier: Option<Tier>,
+    /// Include and exclude rules, in command-line order.
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// How each copy is checked (default: size)
+    #[arg(long, value_enum)]
+    pub verify: Option<Verify>,
+    /// Storage class of the objects written (default: the destination location's)
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// Server-side encryption of the objects written (default: the destination location's)
+    #[arg(long, value_name = "aes256|aws:kms", value_parser = ["aes256", "aws:kms"], ignore_case = true)]
+    pub sse: Option<String>,
+    /// KMS key id or ARN, with --sse aws:kms
+    #[arg(long, value_name = "K")]
+    pub kms_key: Option<String>,
+    /// Bandwidth limit of the whole job, shared by its nodes: e.g. 50MiB/s, 100M, 1GB/s
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, allow_hyphen_values = true)]
+    pub bwlimit: Option<u64>,
+    /// List what would be done without copying or deleting anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Follow the job until it ends with a progress display; exit 0 only if it completed
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// One include (`true`) or exclude (`false`) glob.
+pub type Rule = (bool, String);
+
+/// `--include GLOB` and `--exclude GLOB`, repeatable, kept in the order they were given (the
+/// first matching rule wins).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterArgs {
+    /// The rules in command-line order.
+    pub rules: Vec<Rule>,
+}
+
+const INCLUDE: &str = "include";
+const EXCLUDE: &str = "exclude";
+
+impl FromArgMatches for FilterArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut indexed: Vec<(usize, bool, String)> = Vec::new();
+        for (id, include) in [(INCLUDE, true), (EXCLUDE, false)] {
+            if let (Some(values), Some(indices)) = (m.get_many::<String>(id), m.indices_of(id)) {
+                indexed.extend(values.zip(indices).map(|(v, i)| (i, include, v.clone())));
+            }
+        }
+        indexed.sort_by_key(|(i, _, _)| *i);
+        Ok(FilterArgs {
+            rules: indexed.into_iter().map(|(_, inc, g)| (inc, g)).collect(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for FilterArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.arg(
+            Arg::new(INCLUDE)
+                .long(INCLUDE)
+                .value_name("GLOB")
+                .action(ArgAction::Append)
+                .help("Only objects matching GLOB (relative to SRC; `*` within a folder, `**` across folders); repeatable, rules apply in order, first match wins"),
+        )
+        .arg(
+            Arg::new(EXCLUDE)
+                .long(EXCLUDE)
+                .value_name("GLOB")
+                .action(ArgAction::Append)
+                .help("Skip objects matching GLOB; repeatable, in order with --include"),
+        )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// Job states `job list --state` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum StateFilter {
+    Queued,
+    Planning,
+    Running,
+    Paused,
+    Verifying,
+    Cancelling,
+    Completed,
+    CompletedWithWarnings,
+    Failed,
+    Cancelled,
+}
+
+impl StateFilter {
+    /// The job state it stands for.
+    pub fn state(self) -> mesh_proto::v1::JobState {
+        use mesh_proto::v1::JobState as S;
+        match self {
+            StateFilter::Queued => S::Queued,
+            StateFilter::Planning => S::Planning,
+            StateFilter::Running => S::Running,
+            StateFilter::Paused => S::Paused,
+            StateFilter::Verifying => S::Verifying,
+            StateFilter::Cancelling => S::Cancelling,
+            StateFilter::Completed => S::Completed,
+            StateFilter::CompletedWithWarnings => S::CompletedWithWarnings,
+            StateFilter::Failed => S::Failed,
+            StateFilter::Cancelled => S::Cancelled,
+        }
+    }
+}
+
+/// `meshctl job ...`
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List jobs, newest first
+    List {
+        /// Only jobs in this state
+        #[arg(long, value_enum)]
+        state: Option<StateFilter>,
+        /// Answer from the contacted node's applied state (may be stale)
+        #[arg(long)]
+        local: bool,
+    },
+    /// Everything about one job, as JSON: state, counters, rate, ETA, nodes, failures
+    Show {
+        /// Job id (j-...)
+        id: String,
+        /// Answer from the contacted node's applied state (may be stale)
+        #[arg(long)]
+        local: bool,
+    },
+    /// Follow a job until it ends (progress bar on a terminal, a line every 2 s otherwise);
+    /// exit 0 only if it completed
+    Watch {
+        /// Job id
+        id: String,
+    },
+    /// Pause a job: its tasks are handed back, keeping their checkpoints
+    Pause {
+        /// Job id
+        id: String,
+    },
+    /// Resume a paused job from its checkpoints
+    Resume {
+        /// Job id
+        id: String,
+    },
+    /// Cancel a job: open tasks stop and unfinished multipart uploads are aborted
+    Cancel {
+        /// Job id
+        id: String,
+    },
+    /// The job's event log: one line per event (time, node, text)
+    Logs {
+        /// Job id
+        id: String,
+    },
+    /// Print the job's report (JSON lines: key, outcome, bytes, checksum, error) once it ended
+    Report {
+        /// Job id
+        id: String,
+        /// Print at most this much of it (default 16MiB)
+        #[arg(long, value_name = "SIZE", value_parser = mesh_raft::settings::parse_size)]
+        max_bytes: Option<u64>,
+    },
 }
 
 /// `meshctl location ...`

@@ -2,7 +2,8 @@
 //!
 //! There is no plaintext mode: `http://` addresses are refused. The connection is made eagerly,
 //! so an unreachable node or a TLS problem is reported by [`connect`] itself, already classified
-//! (see [`crate::errors::classify_transport`]).
+//! (see [`crate::errors::classify_transport`]). The address may be a comma-separated list of
+//! nodes: [`connect`] takes the first that answers, [`connect_to`] one in particular.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use mesh_proto::v1::cluster_service_client::ClusterServiceClient;
 use mesh_proto::v1::credential_service_client::CredentialServiceClient;
+use mesh_proto::v1::job_service_client::JobServiceClient;
 use mesh_proto::v1::location_service_client::LocationServiceClient;
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -27,11 +29,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// gRPC port assumed when the address has none.
 pub const DEFAULT_PORT: u16 = 7400;
+/// Largest response accepted from JobService (a job report is up to 16 MiB by default, 64 MiB
+/// at most).
+pub const MAX_JOB_MESSAGE: usize = 80 << 20;
 
 /// Where and how to connect.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientOpts {
-    /// `host:port` or `https://host:port` of any node.
+    /// `host:port` or `https://host:port` of any node, or several separated by commas.
     pub addr: String,
     /// PEM file of the cluster CA.
     pub cacert: PathBuf,
@@ -56,6 +61,8 @@ pub type ClusterClient = ClusterServiceClient<InterceptedService<Channel, Bearer
 pub type LocationClient = LocationServiceClient<InterceptedService<Channel, BearerAuth>>;
 /// CredentialService client with the bearer-token interceptor.
 pub type CredentialClient = CredentialServiceClient<InterceptedService<Channel, BearerAuth>>;
+/// JobService client with the bearer-token interceptor.
+pub type JobClient = JobServiceClient<InterceptedService<Channel, BearerAuth>>;
 
 /// The service clients of one connection (cheap to clone; they share the channel).
 #[derive(Clone, Debug)]
@@ -66,6 +73,8 @@ pub struct Clients {
     pub location: LocationClient,
     /// mesh.v1.CredentialService.
     pub credential: CredentialClient,
+    /// mesh.v1.JobService.
+    pub job: JobClient,
     /// The node's address as `host:port`, for messages.
     pub addr: String,
 }
@@ -182,10 +191,63 @@ pub fn parse_addr(addr: &str) -> Result<Target, ClientError> {
     })
 }
 
-/// Connects to the node at `opts.addr` over TLS (verified against `opts.cacert`, server name =
-/// the address's host) and returns clients that send `opts.token` with every call.
+/// The node addresses of `--addr` / MESH_ADDR: one, or several separated by commas, in order.
+pub fn addresses(addr: &str) -> Vec<String> {
+    addr.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Connects to the first node of `opts.addr` (one address or a comma-separated list, tried in
+/// order) that answers. Every address is checked before any is dialled; a bad CA file or token
+/// is reported at once. When none answers, the error names each address.
 pub async fn connect(opts: &ClientOpts) -> Result<Clients, ClientError> {
-    let target = parse_addr(&opts.addr)?;
+    let addrs = addresses(&opts.addr);
+    if addrs.is_empty() {
+        return Err(ClientError::BadAddress {
+            addr: opts.addr.clone(),
+            reason: "it is empty".into(),
+        });
+    }
+    for a in &addrs {
+        parse_addr(a)?;
+    }
+    let mut errors: Vec<ClientError> = Vec::new();
+    for a in &addrs {
+        match connect_to(opts, a).await {
+            Ok(c) => return Ok(c),
+            Err(e @ (ClientError::CaCert { .. } | ClientError::BadToken { .. })) => return Err(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.len() == 1 {
+        return Err(errors.remove(0));
+    }
+    if let Some(i) = errors
+        .iter()
+        .position(|e| !matches!(e, ClientError::Unreachable { .. }))
+    {
+        return Err(errors.remove(i));
+    }
+    let reasons: Vec<String> = errors
+        .iter()
+        .map(|e| match e {
+            ClientError::Unreachable { addr, reason } => format!("{addr}: {reason}"),
+            other => other.to_string(),
+        })
+        .collect();
+    Err(ClientError::Unreachable {
+        addr: addrs.join(", "),
+        reason: format!("no node answered ({})", reasons.join("; ")),
+    })
+}
+
+/// Connects to the one node at `addr` over TLS (verified against `opts.cacert`, server name =
+/// the address's host) and returns clients that send `opts.token` with every call.
+pub async fn connect_to(opts: &ClientOpts, addr: &str) -> Result<Clients, ClientError> {
+    let target = parse_addr(addr)?;
     let auth = BearerAuth::new(&opts.token)?;
     let authority = target.authority();
     let ca_err = |reason: String| ClientError::CaCert {
@@ -204,7 +266,7 @@ pub async fn connect(opts: &ClientOpts) -> Result<Clients, ClientError> {
         .domain_name(target.host.clone())
         .timeout(CONNECT_TIMEOUT);
     let bad = |e: tonic::transport::Error| ClientError::BadAddress {
-        addr: opts.addr.clone(),
+        addr: addr.to_string(),
         reason: crate::errors::chain_text(&e),
     };
     let endpoint = Endpoint::from_shared(format!("https://{authority}"))
@@ -226,7 +288,8 @@ pub async fn connect(opts: &ClientOpts) -> Result<Clients, ClientError> {
     Ok(Clients {
         cluster: ClusterServiceClient::with_interceptor(channel.clone(), auth.clone()),
         location: LocationServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        credential: CredentialServiceClient::with_interceptor(channel, auth),
+        credential: CredentialServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        job: JobServiceClient::with_interceptor(channel, auth).max_decoding_message_size(MAX_JOB_MESSAGE),
         addr: authority,
     })
 }
@@ -251,6 +314,13 @@ mod tests {
         assert!(matches!(parse_addr("::1:7400"), Err(ClientError::BadAddress { .. })));
         assert!(matches!(parse_addr(" "), Err(ClientError::BadAddress { .. })));
         assert!(matches!(parse_addr("h:1/x"), Err(ClientError::BadAddress { .. })));
+    }
+
+    #[test]
+    fn address_lists() {
+        assert_eq!(super::addresses("a:1"), ["a:1"]);
+        assert_eq!(super::addresses(" a:1 , b:2,,c "), ["a:1", "b:2", "c"]);
+        assert!(super::addresses(" , ").is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use mesh_proto::v1::{
-    AddCredentialRequest, AddLocationRequest, CredentialKind, GetLocationRequest, GetSettingRequest,
+    AddCredentialRequest, AddLocationRequest, CredentialKind, GetLocationRequest, GetSettingRequest, JobAction, JobOp,
     ListCredentialsRequest, ListLocationsRequest, ListNodesRequest, ListSettingsRequest, Location, LocationKind,
     ReadConsistency, RemoveCredentialRequest, RemoveLocationRequest, RemoveNodeRequest, SetSettingRequest,
     StatusRequest, TestLocationRequest, TransferLeaderRequestPublic,
@@ -16,11 +16,12 @@ use mesh_raft::config as rules;
 use tonic::Status;
 
 use crate::cli::{
-    Cli, ClusterCommand, Command, CredentialAddArgs, CredentialCommand, GlobalArgs, LocationAddArgs, LocationCommand,
-    NodeCommand, SettingCommand, TlsCaCommand, TlsCertCommand, TlsCommand,
+    Cli, ClusterCommand, Command, CredentialAddArgs, CredentialCommand, GlobalArgs, JobCommand, LocationAddArgs,
+    LocationCommand, NodeCommand, SettingCommand, TlsCaCommand, TlsCertCommand, TlsCommand,
 };
 use crate::client::{connect, ClientOpts, Clients};
 use crate::errors::{from_status_with_ca, CliError};
+use crate::jobs;
 use crate::output;
 use crate::tls::{self, NodeCertRequest, TlsError};
 
@@ -69,11 +70,22 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Command::Credential(CredentialCommand::List { local }) => credential_list(g, local).await?,
         Command::Credential(CredentialCommand::Remove { name }) => credential_remove(g, name).await?,
+        Command::Cp(a) => return jobs::transfer(g, JobOp::Copy, a, false, out).await,
+        Command::Mv(a) => return jobs::transfer(g, JobOp::Move, a, false, out).await,
+        Command::Sync(a) => return jobs::transfer(g, JobOp::Sync, a.transfer, a.delete, out).await,
+        Command::Job(JobCommand::List { state, local }) => jobs::job_list(g, state, local).await?,
+        Command::Job(JobCommand::Show { id, local }) => jobs::job_show(g, id, local).await?,
+        Command::Job(JobCommand::Watch { id }) => return jobs::job_watch(g, id, out).await,
+        Command::Job(JobCommand::Pause { id }) => jobs::job_control(g, id, JobAction::Pause).await?,
+        Command::Job(JobCommand::Resume { id }) => jobs::job_control(g, id, JobAction::Resume).await?,
+        Command::Job(JobCommand::Cancel { id }) => jobs::job_control(g, id, JobAction::Cancel).await?,
+        Command::Job(JobCommand::Logs { id }) => jobs::job_logs(g, id).await?,
+        Command::Job(JobCommand::Report { id, max_bytes }) => return jobs::job_report(g, id, max_bytes, out).await,
     };
     write_out(out, &text)
 }
 
-fn write_out(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
+pub(crate) fn write_out(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(CliError::failed(format!("cannot write the output: {e}")))
@@ -96,25 +108,25 @@ fn tls_error(e: TlsError) -> CliError {
 }
 
 /// A connection plus what is needed to explain its failures.
-struct Session {
-    clients: Clients,
-    opts: ClientOpts,
+pub(crate) struct Session {
+    pub(crate) clients: Clients,
+    pub(crate) opts: ClientOpts,
 }
 
 impl Session {
-    async fn open(g: &GlobalArgs) -> Result<Session, CliError> {
+    pub(crate) async fn open(g: &GlobalArgs) -> Result<Session, CliError> {
         let file = crate::config::load_default()?;
         let opts = crate::config::resolve(g, file.as_ref())?;
         let clients = connect(&opts).await?;
         Ok(Session { clients, opts })
     }
 
-    fn fail(&self, status: Status) -> CliError {
+    pub(crate) fn fail(&self, status: Status) -> CliError {
         from_status_with_ca(&status, &self.clients.addr, Some(&self.opts.cacert))
     }
 }
 
-fn consistency(local: bool) -> i32 {
+pub(crate) fn consistency(local: bool) -> i32 {
     if local {
         ReadConsistency::Local
     } else {

@@ -11,11 +11,13 @@
 //! - [`tls`]: cluster CA and node certificates (`meshctl tls ...`).
 //! - [`output`]: table and JSON rendering of every response.
 //! - [`commands`]: one function per subcommand.
+//! - [`jobs`]: `cp`, `mv`, `sync` and `job ...`, with the `--wait` / `job watch` progress loop.
 
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
 pub mod errors;
+pub mod jobs;
 pub mod output;
 pub mod tls;

@@ -474,3 +474,257 @@ fn credential_added_and_removed() {
     };
     both("credential_removed", |f| output::credential_removed("chain", &r, f));
 }
+
+// ---------------------------------------------------------------- jobs
+
+fn spec(op: JobOp, src: (&str, &str), dst: (&str, &str)) -> JobSpec {
+    JobSpec {
+        op: op as i32,
+        src_location: src.0.into(),
+        src_path: src.1.into(),
+        dst_location: dst.0.into(),
+        dst_path: dst.1.into(),
+        ..Default::default()
+    }
+}
+
+/// A running copy with filters and a rate limit, a finished sync with warnings, a failed move.
+fn job_views() -> Vec<JobView> {
+    let mut running_spec = spec(JobOp::Copy, ("photos", "2024/"), ("backup", "photos/2024/"));
+    running_spec.tier = "plus".into();
+    running_spec.verify = "etag".into();
+    running_spec.rules = vec![
+        FilterRule {
+            include: false,
+            glob: "tmp/**".into(),
+        },
+        FilterRule {
+            include: true,
+            glob: "**/*.jpg".into(),
+        },
+    ];
+    running_spec.bwlimit_bytes_per_sec = 50 << 20;
+    let running = Job {
+        id: "j-3f2a9c01d4e5".into(),
+        spec: Some(running_spec),
+        state: JobState::Running as i32,
+        owner: "root".into(),
+        created_at_ms: T0 + 600_000,
+        started_at_ms: T0 + 601_000,
+        updated_at_ms: T0 + 661_000,
+        counters: Some(JobCounters {
+            objects_total: 12_000,
+            bytes_total: 48 << 30,
+            objects_done: 3_000,
+            bytes_done: 12 << 30,
+            objects_skipped: 150,
+            bytes_skipped: 300 << 20,
+            objects_failed: 1,
+            bytes_failed: 4 << 20,
+            ..Default::default()
+        }),
+        next_task_id: 40,
+        nodes_used: vec![17, 981_237, 2_251_799_813_685_247],
+        open_tasks: 30,
+        tasks_total: 39,
+        submitted_via: 17,
+        failures: vec![ObjectFailure {
+            key: "2024/03/broken.jpg".into(),
+            error: "access denied: GetObject (check the location's credential and the bucket policy)".into(),
+        }],
+        ..Default::default()
+    };
+    let mut sync_spec = spec(JobOp::Sync, ("edge", ""), ("backup", "edge/"));
+    sync_spec.delete = true;
+    let synced = Job {
+        id: "j-00aa11bb22cc".into(),
+        spec: Some(sync_spec),
+        state: JobState::CompletedWithWarnings as i32,
+        owner: "root".into(),
+        created_at_ms: T0,
+        started_at_ms: T0 + 1_000,
+        ended_at_ms: T0 + 246_000,
+        updated_at_ms: T0 + 246_000,
+        paused_ms: 5_000,
+        counters: Some(JobCounters {
+            objects_total: 1_232,
+            bytes_total: 1_288_490_189,
+            objects_done: 1_200,
+            bytes_done: 1_200_000_000,
+            objects_skipped: 30,
+            bytes_skipped: 88_000_000,
+            objects_failed: 2,
+            bytes_failed: 490_189,
+            objects_deleted: 7,
+        }),
+        nodes_used: vec![17, 981_237],
+        tasks_total: 12,
+        warnings: 2,
+        recopied: 3,
+        report_key: "reports:jobs/j-00aa11bb22cc.jsonl".into(),
+        submitted_via: 981_237,
+        failures: vec![
+            ObjectFailure {
+                key: "a/b.bin".into(),
+                error: "data mismatch for `a/b.bin`: size 10 != 12".into(),
+            },
+            ObjectFailure {
+                key: "c.txt".into(),
+                error: "throttled by the store: SlowDown".into(),
+            },
+        ],
+        ..Default::default()
+    };
+    let mut move_spec = spec(JobOp::Move, ("photos", "inbox/"), ("edge", "archive/"));
+    move_spec.dry_run = true;
+    let failed = Job {
+        id: "j-ffee00112233".into(),
+        spec: Some(move_spec),
+        state: JobState::Failed as i32,
+        owner: "root".into(),
+        created_at_ms: T0 - 3_600_000,
+        started_at_ms: 0,
+        ended_at_ms: T0 - 3_590_000,
+        counters: Some(JobCounters::default()),
+        error:
+            "task 1 (list) failed: bucket `photos-2024` does not exist (check the location's bucket name and region)"
+                .into(),
+        submitted_via: 17,
+        ..Default::default()
+    };
+    vec![
+        JobView {
+            job: Some(running),
+            bytes_per_sec: (12u64 << 30) as f64 / 60.0,
+            objects_per_sec: 50.0,
+            eta_ms: 181_000,
+            tasks_running: 6,
+            tasks_pending: 24,
+            tasks_done: 9,
+            nodes_running: vec![17, 981_237],
+            now_ms: T0 + 661_000,
+        },
+        JobView {
+            job: Some(synced),
+            bytes_per_sec: 1_200_000_000.0 / 240.0,
+            objects_per_sec: 5.0,
+            eta_ms: 0,
+            tasks_done: 12,
+            now_ms: T0 + 661_000,
+            ..Default::default()
+        },
+        JobView {
+            job: Some(failed),
+            now_ms: T0 + 661_000,
+            ..Default::default()
+        },
+    ]
+}
+
+#[test]
+fn job_list() {
+    let r = ListJobsResponse {
+        jobs: job_views(),
+        linearizable: true,
+    };
+    both("job_list", |f| output::job_list(&r, f));
+    let local = ListJobsResponse {
+        jobs: vec![],
+        linearizable: false,
+    };
+    both("job_list_empty_local", |f| output::job_list(&local, f));
+}
+
+#[test]
+fn job_submitted() {
+    let mut job = job_views()[0].job.clone().unwrap();
+    job.state = JobState::Queued as i32;
+    job.started_at_ms = 0;
+    job.counters = Some(JobCounters::default());
+    job.nodes_used = vec![];
+    job.failures = vec![];
+    job.open_tasks = 1;
+    job.tasks_total = 1;
+    both("job_submitted", |f| output::job_submitted(&job, f));
+    check("job_submitted_note.txt", &output::job_submitted_note(&job));
+}
+
+#[test]
+fn job_show_is_json() {
+    for (i, name) in [(0, "job_show_running.json"), (1, "job_show_synced.json")] {
+        let text = output::job_show(&job_views()[i], true);
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        check(name, &text);
+        for key in [
+            "id",
+            "state",
+            "counters",
+            "bytes_per_sec",
+            "eta_ms",
+            "nodes_used",
+            "created_at_ms",
+            "started_at_ms",
+            "ended_at_ms",
+            "error",
+            "failures",
+            "linearizable",
+        ] {
+            assert!(v.get(key).is_some(), "{name}: no {key}");
+        }
+    }
+}
+
+#[test]
+fn job_summaries_and_progress() {
+    let views = job_views();
+    both("job_summary_synced", |f| output::job_summary(&views[1], f));
+    check("job_summary_failed.txt", &output::job_summary(&views[2], Format::Table));
+    check(
+        "job_summary_running.txt",
+        &output::job_summary(&views[0], Format::Table),
+    );
+    let lines: String = views.iter().map(output::job_progress_line).collect();
+    check("job_progress_lines.txt", &lines);
+}
+
+#[test]
+fn job_control_and_logs() {
+    let mut v = job_views()[0].clone();
+    let job = v.job.as_mut().unwrap();
+    job.state = JobState::Paused as i32;
+    both("job_paused", |f| output::job_controlled(JobAction::Pause, &v, f));
+    v.job.as_mut().unwrap().state = JobState::Cancelling as i32;
+    check(
+        "job_cancelling.txt",
+        &output::job_controlled(JobAction::Cancel, &v, Format::Table),
+    );
+    v.job.as_mut().unwrap().state = JobState::Running as i32;
+    check(
+        "job_resumed.txt",
+        &output::job_controlled(JobAction::Resume, &v, Format::Table),
+    );
+
+    let events = vec![
+        JobEvent {
+            at_ms: T0,
+            node_id: 17,
+            text: "submitted".into(),
+        },
+        JobEvent {
+            at_ms: T0 + 1_000,
+            node_id: 0,
+            text: "planning: listing the source".into(),
+        },
+        JobEvent {
+            at_ms: T0 + 1_000,
+            node_id: 2_251_799_813_685_247,
+            text: "task 1 (list) assigned to node 2251799813685247 (epoch 1)".into(),
+        },
+        JobEvent {
+            at_ms: T0 + 246_000,
+            node_id: 0,
+            text: "completed with 2 warnings".into(),
+        },
+    ];
+    both("job_logs", |f| output::job_logs("j-00aa11bb22cc", &events, f));
+}

@@ -1,8 +1,8 @@
 //! The node's background loop, one tick every `TICK`:
 //! - on every node: keep metrics and the cluster id file current, heartbeat the leader, and
 //!   (re-)register this node's record through the leader when it is missing or out of date;
-//! - on the leader: create the cluster identity and root token once, judge liveness, and run the
-//!   autopilot (see `membership`).
+//! - on the leader: create the cluster identity and root token once, judge liveness, run the
+//!   autopilot (see `membership`) and the job scheduler (see `scheduler`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -169,6 +169,7 @@ async fn leader_tick(node: &Node) -> Result<(), ApiError> {
     if grace_over {
         membership::autopilot(node).await?;
     }
+    crate::scheduler::tick(node, grace_over).await?;
     Ok(())
 }
 

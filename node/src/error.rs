@@ -30,6 +30,10 @@ pub enum ApiError {
     /// Something still uses what was to be removed.
     #[error("{0}")]
     InUse(String),
+    /// The request is well-formed but does not apply in the current state (e.g. resuming a job
+    /// that is not paused, or asking for a report that is not written yet).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The request was meant for another node id (address reused, stale membership).
     #[error("{0}")]
     WrongNode(String),
@@ -57,6 +61,7 @@ impl ApiError {
             ApiError::AlreadyInitialized(_) => "ALREADY_INITIALIZED",
             ApiError::AlreadyExists(_) => "ALREADY_EXISTS",
             ApiError::InUse(_) => "IN_USE",
+            ApiError::FailedPrecondition(_) => "FAILED_PRECONDITION",
             ApiError::WrongNode(_) => "WRONG_NODE",
             ApiError::WrongCluster(_) => "WRONG_CLUSTER",
             ApiError::Unavailable(_) => "UNAVAILABLE",
@@ -75,7 +80,7 @@ impl ApiError {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
             ApiError::AlreadyInitialized(_) | ApiError::AlreadyExists(_) => Code::AlreadyExists,
-            ApiError::InUse(_) => Code::FailedPrecondition,
+            ApiError::InUse(_) | ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
             ApiError::Internal(_) => Code::Internal,
             ApiError::SnapshotMismatch(_) => Code::FailedPrecondition,
         }
@@ -88,6 +93,7 @@ impl ApiError {
             "ALREADY_INITIALIZED" => ApiError::AlreadyInitialized(message),
             "ALREADY_EXISTS" => ApiError::AlreadyExists(message),
             "IN_USE" => ApiError::InUse(message),
+            "FAILED_PRECONDITION" => ApiError::FailedPrecondition(message),
             _ => ApiError::InvalidArgument(message),
         }
     }
@@ -109,6 +115,7 @@ impl ApiError {
             "ALREADY_INITIALIZED" => ApiError::AlreadyInitialized(msg),
             "ALREADY_EXISTS" => ApiError::AlreadyExists(msg),
             "IN_USE" => ApiError::InUse(msg),
+            "FAILED_PRECONDITION" => ApiError::FailedPrecondition(msg),
             "WRONG_NODE" => ApiError::WrongNode(msg),
             "WRONG_CLUSTER" => ApiError::WrongCluster(msg),
             "INTERNAL" => ApiError::Internal(msg),
@@ -142,6 +149,7 @@ mod tests {
             ApiError::AlreadyInitialized("a".into()),
             ApiError::AlreadyExists("e".into()),
             ApiError::InUse("u".into()),
+            ApiError::FailedPrecondition("f".into()),
             ApiError::WrongNode("w".into()),
             ApiError::WrongCluster("c".into()),
             ApiError::Internal("x".into()),
@@ -152,6 +160,23 @@ mod tests {
             assert_eq!(status.metadata().get(REASON_KEY).unwrap(), reason);
             assert_eq!(ApiError::from_status(&status).reason(), reason);
         }
+    }
+
+    #[test]
+    fn job_refusals_map_to_their_status() {
+        let s = Status::from(ApiError::from_refusal(
+            "FAILED_PRECONDITION",
+            "job j-1 is completed".into(),
+        ));
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(s.metadata().get(REASON_KEY).unwrap(), "FAILED_PRECONDITION");
+        let s = Status::from(ApiError::from_refusal("NOT_FOUND", "job j-1 not found".into()));
+        assert_eq!(s.code(), Code::NotFound);
+        let s = Status::from(ApiError::from_refusal(
+            "ALREADY_EXISTS",
+            "job j-1 already exists".into(),
+        ));
+        assert_eq!(s.code(), Code::AlreadyExists);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub mod network;
 pub mod node;
 pub mod peers;
 pub mod run;
+pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod tls;
+pub mod worker;

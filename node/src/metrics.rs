@@ -40,6 +40,12 @@ pub struct Metrics {
     pub apply_latency: Histogram,
     /// Server-side duration of every gRPC method.
     pub rpc_duration: Family<RpcLabels, Histogram>,
+    /// Job tasks this node's worker is running.
+    pub tasks_running: Gauge,
+    /// Job tasks this node's worker finished (any outcome).
+    pub tasks_finished: Counter,
+    /// Task reports the leader called stale (the task was reassigned, paused or cancelled).
+    pub task_reports_stale: Counter,
 }
 
 impl Metrics {
@@ -57,7 +63,25 @@ impl Metrics {
             learners: Gauge::default(),
             apply_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             rpc_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 18))),
+            tasks_running: Gauge::default(),
+            tasks_finished: Counter::default(),
+            task_reports_stale: Counter::default(),
         };
+        r.register(
+            "worker_tasks_running",
+            "Job tasks this node is running",
+            m.tasks_running.clone(),
+        );
+        r.register(
+            "worker_tasks_finished",
+            "Job tasks this node finished (done, retried or failed)",
+            m.tasks_finished.clone(),
+        );
+        r.register(
+            "worker_task_reports_stale",
+            "Task reports refused as stale (task reassigned, paused or cancelled)",
+            m.task_reports_stale.clone(),
+        );
         r.register("raft_term", "Current Raft term", m.term.clone());
         r.register(
             "raft_leader_changes",

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use mesh_proto::v1::{
     cluster_service_server::ClusterServiceServer, credential_service_server::CredentialServiceServer,
-    location_service_server::LocationServiceServer, peer_service_server::PeerServiceServer,
-    raft_service_server::RaftServiceServer,
+    job_service_server::JobServiceServer, location_service_server::LocationServiceServer,
+    peer_service_server::PeerServiceServer, raft_service_server::RaftServiceServer,
 };
 use openraft::SnapshotPolicy;
 use tokio::signal::unix::{signal, SignalKind};
@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::node::Node;
 use crate::peers::{Peers, MAX_PEER_MESSAGE};
-use crate::server::{cluster::ClusterRpc, config::ConfigRpc, peer::PeerRpc, raft::RaftRpc};
+use crate::server::{cluster::ClusterRpc, config::ConfigRpc, jobs::JobRpc, peer::PeerRpc, raft::RaftRpc};
 use crate::tls::TlsMaterial;
 use crate::{bootstrap, controller, dev, identity, membership};
 
@@ -154,6 +154,10 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             CredentialServiceServer::new(config_rpc),
+            client_auth.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            JobServiceServer::new(JobRpc::new(node.clone())),
             client_auth,
         ));
     let server_stop = CancellationToken::new();
@@ -221,6 +225,10 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
     }
 
     let controller_task = tokio::spawn(controller::run(node.clone()));
+    // The worker stops first on a drain (a child of the shutdown signal): its tasks report their
+    // checkpoints and are handed back while Raft and the servers still run.
+    let worker_stop = shutdown.child_token();
+    let worker_task = tokio::spawn(crate::worker::run(node.clone(), worker_stop.clone()));
     let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     {
         let node = node.clone();
@@ -249,7 +257,15 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
         _ = shutdown.cancelled() => {}
     }
 
-    // Drain: hand leadership away while the servers still run, then stop everything.
+    // Drain: stop the worker (tasks handed back), hand leadership away while the servers still
+    // run, then stop everything.
+    worker_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), worker_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the worker did not stop within 10s");
+    }
     if node.is_leader() && fatal.lock().unwrap().is_none() {
         let (voters, _) = membership::members(&node);
         if voters.iter().any(|v| *v != node.id) {

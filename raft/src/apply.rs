@@ -9,6 +9,7 @@
 use mesh_proto::v1::{self as pb, command::Kind, NodeState};
 
 use crate::config;
+use crate::jobs;
 use crate::settings;
 use crate::tables::Tables;
 
@@ -24,6 +25,7 @@ fn refuse(reason: &str, error: impl Into<String>) -> pb::CommandResponse {
     pb::CommandResponse {
         error: error.into(),
         reason: reason.to_string(),
+        ..Default::default()
     }
 }
 
@@ -61,7 +63,27 @@ pub fn apply_command(t: &mut Tables, cmd: &pb::Command) -> pb::CommandResponse {
         Some(Kind::DeleteLocation(d)) => result(config::delete_location(t, d)),
         Some(Kind::PutCredential(p)) => result(config::put_credential(t, p, at)),
         Some(Kind::DeleteCredential(d)) => result(config::delete_credential(t, d)),
+        Some(Kind::SubmitJob(s)) => result(jobs::submit(t, s, at)),
+        Some(Kind::AssignTasks(a)) => result(jobs::assign(t, a, at)),
+        Some(Kind::ReportTasks(r)) => {
+            let attempts = task_attempts(t);
+            pb::CommandResponse {
+                stale: jobs::report(t, r, at, attempts),
+                ..ok()
+            }
+        }
+        Some(Kind::ControlJob(c)) => result(jobs::control(t, c, at)),
+        Some(Kind::ReleaseTasks(r)) => result(jobs::release(t, r, at)),
     }
+}
+
+/// `job.task_attempts` as applied (the tables, not a reader: apply sees only its own state).
+fn task_attempts(t: &Tables) -> u32 {
+    t.settings
+        .get(settings::JOB_TASK_ATTEMPTS)
+        .and_then(|s| s.value.parse().ok())
+        .or_else(|| settings::default_of(settings::JOB_TASK_ATTEMPTS).and_then(|d| d.parse().ok()))
+        .unwrap_or(5)
 }
 
 /// A response from the result of a table operation that leaves the tables unchanged on error.

@@ -68,7 +68,8 @@ pub fn node_record(n: &pb::NodeRecord) -> Vec<u8> {
     buf
 }
 
-/// Canonical bytes of a `SnapshotData` (nodes, settings, locations and credentials in the order
+/// Canonical bytes of a `SnapshotData` (nodes, settings, locations, credentials, jobs and tasks —
+/// which have no map fields — in the order
 /// given, which callers keep sorted by id / name).
 pub fn snapshot_data(s: &pb::SnapshotData) -> Vec<u8> {
     let mut buf = pb::SnapshotData {
@@ -79,6 +80,8 @@ pub fn snapshot_data(s: &pb::SnapshotData) -> Vec<u8> {
         settings: s.settings.clone(),
         locations: vec![],
         credentials: vec![],
+        jobs: s.jobs.clone(),
+        tasks: s.tasks.clone(),
     }
     .encode_to_vec();
     if let Some(m) = &s.membership {
@@ -182,6 +185,8 @@ mod tests {
                 secret_access_key_enc: vec![7; 40],
                 ..Default::default()
             }],
+            jobs: vec![],
+            tasks: vec![],
         };
         let bytes = snapshot_data(&s);
         assert_eq!(pb::SnapshotData::decode(bytes.as_slice()).unwrap(), s);

@@ -309,9 +309,8 @@ pub fn validate_credential(c: &pb::Credential) -> Result<(), String> {
 
 /// Hook for jobs (see the jobs issue): the name of a job that uses location `name`, which then
 /// cannot be removed. There are no jobs yet, so nothing uses a location.
-pub fn location_in_use(_t: &Tables, _name: &str) -> Option<String> {
-    // TODO(jobs): return Some(job id) while a job that is not finished reads or writes `name`.
-    None
+pub fn location_in_use(t: &Tables, name: &str) -> Option<String> {
+    crate::jobs::job_using_location(t, name)
 }
 
 /// What depends on credential `name`: `location:X` for locations that use it and

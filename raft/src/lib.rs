@@ -4,7 +4,7 @@
 //! - the openraft [`TypeConfig`] (commands and responses are `mesh_proto::v1` messages);
 //! - the sled [`LogStore`] (log entries and vote as protobuf, flushed before acknowledged);
 //! - the [`StateMachineStore`]: tables `cluster`, `nodes`, `settings`, `locations`,
-//!   `credentials` (see [`config`]) updated by the pure,
+//!   `credentials` (see [`config`]), `jobs` and `tasks` (see [`jobs`]) updated by the pure,
 //!   deterministic [`apply::apply_command`], persisted atomically with last-applied, plus
 //!   snapshots (protobuf `SnapshotData`);
 //! - [`codec`]: lossless openraft <-> protobuf conversions, shared with node/'s Raft network;
@@ -24,6 +24,9 @@ mod db;
 mod error;
 #[cfg(test)]
 mod golden_tests;
+pub mod jobs;
+#[cfg(test)]
+mod jobs_tests;
 mod log_store;
 pub mod settings;
 mod state_machine;

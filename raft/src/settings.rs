@@ -21,6 +21,18 @@ pub const NODE_TTL: &str = "node_ttl";
 pub const LEADER_GRACE: &str = "leader_grace";
 pub const DEAD_VOTER_GRACE: &str = "dead_voter_grace";
 pub const STABILIZATION_TIME: &str = "stabilization_time";
+pub const TIER_EXPRESS: &str = "tier.express";
+pub const TIER_PLUS: &str = "tier.plus";
+pub const TIER_ULTRA: &str = "tier.ultra";
+pub const JOB_DEFAULT_TIER: &str = "job.default_tier";
+pub const WORKER_SLOTS: &str = "worker.slots";
+pub const JOB_OBJECT_CONCURRENCY: &str = "job.object_concurrency";
+pub const JOB_COPY_TASK_OBJECTS: &str = "job.copy_task_objects";
+pub const JOB_COPY_TASK_BYTES: &str = "job.copy_task_bytes";
+pub const JOB_SPLIT_OBJECT_BYTES: &str = "job.split_object_bytes";
+pub const JOB_PART_TASK_BYTES: &str = "job.part_task_bytes";
+pub const JOB_TASK_ATTEMPTS: &str = "job.task_attempts";
+pub const JOB_REPORT_LOCATION: &str = "job.report_location";
 
 const ALL: &[SettingSpec] = &[
     SettingSpec {
@@ -47,6 +59,66 @@ const ALL: &[SettingSpec] = &[
         name: STABILIZATION_TIME,
         default: "10s",
         help: "a learner must be healthy this long before promotion",
+    },
+    SettingSpec {
+        name: TIER_EXPRESS,
+        default: "4",
+        help: "most nodes an express job spreads over",
+    },
+    SettingSpec {
+        name: TIER_PLUS,
+        default: "12",
+        help: "most nodes a plus job spreads over",
+    },
+    SettingSpec {
+        name: TIER_ULTRA,
+        default: "40",
+        help: "most nodes an ultra job spreads over",
+    },
+    SettingSpec {
+        name: JOB_DEFAULT_TIER,
+        default: "plus",
+        help: "tier of a job submitted without --tier (express, plus or ultra)",
+    },
+    SettingSpec {
+        name: WORKER_SLOTS,
+        default: "4",
+        help: "tasks a node runs at once (all jobs together)",
+    },
+    SettingSpec {
+        name: JOB_OBJECT_CONCURRENCY,
+        default: "16",
+        help: "objects a task copies at once on its node",
+    },
+    SettingSpec {
+        name: JOB_COPY_TASK_OBJECTS,
+        default: "1000",
+        help: "most objects in one copy task (a listing cuts tasks at this count)",
+    },
+    SettingSpec {
+        name: JOB_COPY_TASK_BYTES,
+        default: "1GiB",
+        help: "most bytes in one copy task (a listing cuts tasks at this size)",
+    },
+    SettingSpec {
+        name: JOB_SPLIT_OBJECT_BYTES,
+        default: "4GiB",
+        help: "an object this large is split into part-range tasks run by several nodes",
+    },
+    SettingSpec {
+        name: JOB_PART_TASK_BYTES,
+        default: "1GiB",
+        help: "bytes of a split object one part-range task copies",
+    },
+    SettingSpec {
+        name: JOB_TASK_ATTEMPTS,
+        default: "5",
+        help: "attempts of a task (a listing error, a lost part) before it fails its job",
+    },
+    SettingSpec {
+        name: JOB_REPORT_LOCATION,
+        default: "",
+        help: "LOCATION[:PATH] where job reports go (\"\" = the destination, under .bucketmesh/reports/)",
     },
 ];
 
@@ -75,6 +147,41 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
                 "invalid value {value:?} for setting voter_target: expected 1, 3, 5 or 7"
             )),
         },
+        TIER_EXPRESS
+        | TIER_PLUS
+        | TIER_ULTRA
+        | WORKER_SLOTS
+        | JOB_OBJECT_CONCURRENCY
+        | JOB_COPY_TASK_OBJECTS
+        | JOB_TASK_ATTEMPTS => match value.parse::<u32>() {
+            Ok(n) if (1..=100_000).contains(&n) && value.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+            _ => Err(format!(
+                "invalid value {value:?} for setting {name}: expected a whole number from 1 to 100000"
+            )),
+        },
+        JOB_DEFAULT_TIER => match tier_setting(value) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "invalid value {value:?} for setting {name}: expected express, plus or ultra"
+            )),
+        },
+        JOB_COPY_TASK_BYTES | JOB_SPLIT_OBJECT_BYTES | JOB_PART_TASK_BYTES => match parse_size(value) {
+            Ok(n) if n >= 5 * 1024 * 1024 || name == JOB_COPY_TASK_BYTES && n > 0 => Ok(()),
+            Ok(_) => Err(format!(
+                "invalid value {value:?} for setting {name}: must be at least 5MiB (the S3 minimum part size)"
+            )),
+            Err(e) => Err(format!("invalid value {value:?} for setting {name}: {e}")),
+        },
+        JOB_REPORT_LOCATION => {
+            let loc = value.split(':').next().unwrap_or("");
+            if value.is_empty() || crate::config::validate_name("location", loc).is_ok() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "invalid value {value:?} for setting {name}: expected LOCATION or LOCATION:PATH/"
+                ))
+            }
+        }
         NODE_TTL | LEADER_GRACE | DEAD_VOTER_GRACE | STABILIZATION_TIME => match parse_duration(value) {
             Ok(d) if !d.is_zero() => Ok(()),
             Ok(_) => Err(format!(
@@ -111,6 +218,68 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .checked_mul(mult_ms)
         .ok_or_else(|| format!("{s:?}: duration too large"))?;
     Ok(Duration::from_millis(ms))
+}
+
+/// Parses a size: a whole number of bytes, optionally with a unit `B`, `KiB`, `MiB`, `GiB`, `TiB`
+/// (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000); `K`, `M`, `G`, `T` mean the
+/// binary units.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let form = "expected a size like 1048576, 64KiB, 512MiB, 1GiB or 10MB";
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() || t != s {
+        return Err(format!("{s:?}: {form}"));
+    }
+    let mult: u64 = match unit {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return Err(format!("{s:?}: {form}")),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: number too large"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: size too large"))
+}
+
+/// The setting holding the node limit of tier `tier`, if it is a known tier.
+pub fn tier_setting(tier: &str) -> Option<&'static str> {
+    match tier {
+        "express" => Some(TIER_EXPRESS),
+        "plus" => Some(TIER_PLUS),
+        "ultra" => Some(TIER_ULTRA),
+        _ => None,
+    }
+}
+
+/// A whole-number setting: applied value or default.
+pub fn u32_setting(r: &StateReader, name: &str) -> u32 {
+    r.setting_or_default(name)
+        .parse()
+        .or_else(|_| default_of(name).unwrap_or("1").parse())
+        .unwrap_or(1)
+}
+
+/// A size setting: applied value or default.
+pub fn size_setting(r: &StateReader, name: &str) -> u64 {
+    parse_size(&r.setting_or_default(name))
+        .or_else(|_| parse_size(default_of(name).unwrap_or("0")))
+        .unwrap_or(0)
+}
+
+/// Most nodes a job of `tier` ("" = the default tier) spreads over.
+pub fn tier_nodes(r: &StateReader, tier: &str) -> u32 {
+    let tier = if tier.is_empty() {
+        r.setting_or_default(JOB_DEFAULT_TIER)
+    } else {
+        tier.to_string()
+    };
+    tier_setting(&tier).map(|s| u32_setting(r, s)).unwrap_or(4)
 }
 
 fn duration_setting(r: &StateReader, name: &str) -> Duration {
@@ -153,7 +322,7 @@ mod tests {
         for s in all() {
             validate(s.name, s.default).unwrap();
         }
-        assert_eq!(all().len(), 5);
+        assert_eq!(all().len(), 17);
     }
 
     #[test]
@@ -177,6 +346,27 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("64KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        for bad in ["", "MiB", "1.5GiB", "-1", "1 GiB", "10XB", "99999999999TiB"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
+        }
+        let e = validate("job.split_object_bytes", "1MiB").unwrap_err();
+        assert!(e.contains("5MiB"), "{e}");
+        validate("job.split_object_bytes", "64MiB").unwrap();
+        assert!(validate("tier.plus", "0").is_err());
+        assert!(validate("job.default_tier", "gold")
+            .unwrap_err()
+            .contains("express, plus or ultra"));
+        validate("job.report_location", "reports:jobs/").unwrap();
+        assert!(validate("job.report_location", "bad name:x/").is_err());
     }
 
     #[test]

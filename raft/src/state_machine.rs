@@ -2,7 +2,8 @@
 //!
 //! Keys of the `sm` tree (values are protobuf):
 //! - `t/cluster` ClusterInfo, `t/node/<be u64 id>` NodeRecord, `t/setting/<name>` Setting,
-//!   `t/location/<name>` Location, `t/credential/<name>` Credential (secrets as ciphertext);
+//!   `t/location/<name>` Location, `t/credential/<name>` Credential (secrets as ciphertext),
+//!   `t/job/<id>` Job, `t/task/<job id>\0<be u64 task id>` Task;
 //! - `a/last_applied` LogId, `a/membership` StoredMembership;
 //! - `x/snapshot_meta` SnapshotMeta, `x/snapshot_data` SnapshotData bytes, `x/snapshot_counter`.
 //!
@@ -35,6 +36,8 @@ const P_NODE: &[u8] = b"t/node/";
 const P_SETTING: &[u8] = b"t/setting/";
 const P_LOCATION: &[u8] = b"t/location/";
 const P_CREDENTIAL: &[u8] = b"t/credential/";
+const P_JOB: &[u8] = b"t/job/";
+const P_TASK: &[u8] = b"t/task/";
 const P_TABLES: &[u8] = b"t/";
 const K_LAST_APPLIED: &[u8] = b"a/last_applied";
 const K_MEMBERSHIP: &[u8] = b"a/membership";
@@ -56,6 +59,15 @@ fn location_key(name: &str) -> Vec<u8> {
 
 fn credential_key(name: &str) -> Vec<u8> {
     [P_CREDENTIAL, name.as_bytes()].concat()
+}
+
+fn job_key(id: &str) -> Vec<u8> {
+    [P_JOB, id.as_bytes()].concat()
+}
+
+/// `t/task/<job id> NUL <be u64 task id>` (job ids never contain NUL).
+fn task_key(k: &crate::jobs::TaskKey) -> Vec<u8> {
+    [P_TASK, k.0.as_bytes(), &[0], &k.1.to_be_bytes()].concat()
 }
 
 /// Writes to `batch` the changes of one name-keyed table.
@@ -157,6 +169,12 @@ fn put_all_tables(batch: &mut sled::Batch, t: &Tables) {
     for (name, c) in &t.credentials {
         batch.insert(credential_key(name), c.encode_to_vec());
     }
+    for (id, j) in &t.jobs {
+        batch.insert(job_key(id), j.encode_to_vec());
+    }
+    for (k, task) in &t.tasks {
+        batch.insert(task_key(k), task.encode_to_vec());
+    }
 }
 
 /// Adds to `batch` the row changes that turn `old` into `new`.
@@ -185,6 +203,15 @@ fn diff_tables(batch: &mut sled::Batch, old: &Tables, new: &Tables) {
     }
     diff_map(batch, &old.locations, &new.locations, location_key);
     diff_map(batch, &old.credentials, &new.credentials, credential_key);
+    diff_map(batch, &old.jobs, &new.jobs, job_key);
+    for k in old.tasks.keys().filter(|k| !new.tasks.contains_key(*k)) {
+        batch.remove(task_key(k));
+    }
+    for (k, task) in &new.tasks {
+        if old.tasks.get(k) != Some(task) {
+            batch.insert(task_key(k), task.encode_to_vec());
+        }
+    }
 }
 
 /// Reads and validates the whole `sm` tree.
@@ -238,6 +265,28 @@ fn load_state(db: &Db) -> Result<AppliedState, StoreError> {
                 )));
             }
             s.tables.credentials.insert(c.name.clone(), c);
+        } else if let Some(id) = k.strip_prefix(P_JOB) {
+            let j = codec::decode::<pb::Job>("job", &v).map_err(|e| bad(k, e))?;
+            if j.id.as_bytes() != id {
+                return Err(db.corrupt(format!(
+                    "job key {:?} holds job {:?}",
+                    String::from_utf8_lossy(id),
+                    j.id
+                )));
+            }
+            s.tables.jobs.insert(j.id.clone(), j);
+        } else if k.starts_with(P_TASK) {
+            let t = codec::decode::<pb::Task>("task", &v).map_err(|e| bad(k, e))?;
+            let tk = (t.job_id.clone(), t.id);
+            if task_key(&tk) != k {
+                return Err(db.corrupt(format!(
+                    "task key {:?} holds task {}/{}",
+                    String::from_utf8_lossy(k),
+                    t.job_id,
+                    t.id
+                )));
+            }
+            s.tables.tasks.insert(tk, t);
         } else if k == K_LAST_APPLIED {
             let id = codec::decode::<pb::LogId>("last applied log id", &v).map_err(|e| bad(k, e))?;
             s.last_applied = Some(codec::log_id_from_pb(&id));

@@ -1,5 +1,5 @@
 //! In-memory form of the applied state: the tables (`cluster`, `nodes`, `settings`, `locations`,
-//! `credentials`) plus the last
+//! `credentials`, `jobs`, `tasks`) plus the last
 //! applied log id and membership, and the [`StateReader`] that node/ uses to read them.
 //!
 //! The state machine keeps one [`AppliedState`] in memory, mirrored in sled; readers see it only
@@ -24,6 +24,10 @@ pub struct Tables {
     pub locations: BTreeMap<String, pb::Location>,
     /// Credentials by name; secret fields are ciphertext under the cluster data key.
     pub credentials: BTreeMap<String, pb::Credential>,
+    /// Jobs by id (see [`crate::jobs`]); finished jobs keep only their summary.
+    pub jobs: BTreeMap<String, pb::Job>,
+    /// Tasks of unfinished jobs by (job id, task id).
+    pub tasks: BTreeMap<crate::jobs::TaskKey, pb::Task>,
 }
 
 /// Everything the state machine holds.
@@ -45,6 +49,8 @@ impl AppliedState {
             settings: self.tables.settings.values().cloned().collect(),
             locations: self.tables.locations.values().cloned().collect(),
             credentials: self.tables.credentials.values().cloned().collect(),
+            jobs: self.tables.jobs.values().cloned().collect(),
+            tasks: self.tables.tasks.values().cloned().collect(),
         }
     }
 
@@ -104,6 +110,22 @@ impl AppliedState {
                 return Err(CodecError::new(
                     "snapshot data",
                     format!("credential {:?} appears twice", c.name),
+                ));
+            }
+        }
+        for j in &s.jobs {
+            if j.id.is_empty() || tables.jobs.insert(j.id.clone(), j.clone()).is_some() {
+                return Err(CodecError::new(
+                    "snapshot data",
+                    format!("job {:?} is unnamed or appears twice", j.id),
+                ));
+            }
+        }
+        for t in &s.tasks {
+            if tables.tasks.insert((t.job_id.clone(), t.id), t.clone()).is_some() {
+                return Err(CodecError::new(
+                    "snapshot data",
+                    format!("task {}/{} appears twice", t.job_id, t.id),
                 ));
             }
         }
@@ -188,6 +210,29 @@ impl StateReader {
     /// What depends on credential `name` (`location:X`, `credential:Y`), sorted.
     pub fn credential_users(&self, name: &str) -> Vec<String> {
         self.with(|s| crate::config::credential_users(&s.tables, name))
+    }
+
+    /// All jobs, sorted by id.
+    pub fn jobs(&self) -> Vec<pb::Job> {
+        self.with(|s| s.tables.jobs.values().cloned().collect())
+    }
+
+    pub fn job(&self, id: &str) -> Option<pb::Job> {
+        self.with(|s| s.tables.jobs.get(id).cloned())
+    }
+
+    /// The tasks of job `id`, by task id (none once the job is finished and compacted).
+    pub fn job_tasks(&self, id: &str) -> Vec<pb::Task> {
+        self.with(|s| crate::jobs::job_tasks(&s.tables, id).map(|(_, t)| t.clone()).collect())
+    }
+
+    /// Every task (of unfinished jobs) matching `f`.
+    pub fn tasks_where(&self, f: impl Fn(&pb::Task) -> bool) -> Vec<pb::Task> {
+        self.with(|s| s.tables.tasks.values().filter(|t| f(t)).cloned().collect())
+    }
+
+    pub fn task(&self, job_id: &str, task_id: u64) -> Option<pb::Task> {
+        self.with(|s| s.tables.tasks.get(&(job_id.to_string(), task_id)).cloned())
     }
 
     pub fn last_applied(&self) -> Option<LogId<u64>> {

@@ -182,6 +182,7 @@ async fn ranges_and_pages(st: &dyn ObjectStore, seaweed_order: bool) {
         prefix: String::new(),
         start_after: Some("a/05".into()),
         end: Some("b/01".into()),
+        path_order: false,
     };
     let want: Vec<&str> = if seaweed_order {
         vec!["a/06", "b/00", "b/01"]
@@ -193,12 +194,14 @@ async fn ranges_and_pages(st: &dyn ObjectStore, seaweed_order: bool) {
         prefix: "c/".into(),
         start_after: Some("c/03".into()),
         end: Some("c/05".into()),
+        path_order: false,
     };
     assert_eq!(names(list_all(st, &r, 1).await), vec!["c/04", "c/05"]);
     let r = KeyRange {
         prefix: "b".into(),
         start_after: Some("b/06".into()),
         end: None,
+        path_order: false,
     };
     let want: Vec<&str> = if seaweed_order { vec!["b-", "b0"] } else { vec!["b0"] };
     assert_eq!(names(list_all(st, &r, 10).await), want);

@@ -511,7 +511,14 @@ impl FsStore {
         self.expand(&root, range, &mut heap)?;
         while let Some(Reverse(it)) = heap.pop() {
             if let Some(end) = &range.end {
-                if it.sort.as_str() > end.as_str() {
+                // Byte order: a folder past `end` holds only keys past it. In path order (a range
+                // cut from a store that lists folder by folder) only a key decides.
+                let past = if range.path_order {
+                    it.kind != 1 && range.past_end(&it.sort)
+                } else {
+                    it.sort.as_str() > end.as_str()
+                };
+                if past {
                     return Ok(page);
                 }
             }
@@ -1199,6 +1206,7 @@ mod tests {
                     prefix: "dir".into(),
                     start_after: Some("dir".into()),
                     end: Some("dir/file.txt/deeper".into()),
+                    path_order: false,
                 },
                 100,
             )

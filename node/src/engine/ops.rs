@@ -113,6 +113,7 @@ impl KeyMap {
             prefix: prefix.clone(),
             start_after: start_after.clone(),
             end: end.clone(),
+            path_order: r.path_order,
         };
         let dst = KeyRange {
             prefix: format!("{}{}", self.dst_prefix, rest(&prefix).unwrap_or_default()),
@@ -120,6 +121,7 @@ impl KeyMap {
                 .and_then(|s| rest(&s))
                 .map(|s| format!("{}{s}", self.dst_prefix)),
             end: end.and_then(|e| rest(&e)).map(|e| format!("{}{e}", self.dst_prefix)),
+            path_order: r.path_order,
         };
         Ok(Some((src, dst)))
     }
@@ -146,6 +148,10 @@ pub struct RangeOptions {
     /// Sync: refuse to delete more than this many objects in the range (all deletions are then
     /// suppressed and reported).
     pub max_delete: Option<u64>,
+    /// Where the run publishes its checkpoint while it goes (every source key ≤ the value is
+    /// finished and its outcome already given to the sink), so a job worker can report progress
+    /// mid-range. Never set for sync with delete: that range finishes only with its deletions.
+    pub checkpoint: Option<std::sync::Arc<std::sync::Mutex<Option<String>>>>,
 }
 
 impl Default for RangeOptions {
@@ -159,6 +165,7 @@ impl Default for RangeOptions {
             dry_run: false,
             delete_batch: 1000,
             max_delete: None,
+            checkpoint: None,
         }
     }
 }
@@ -378,6 +385,7 @@ pub async fn run_range(
     let Some((srange, drange)) = map.ranges(src_range)? else {
         return Ok(sum);
     };
+    let drange_check = drange.clone();
     let mut copts = opts.copy.clone();
     if op == RangeOp::Move && copts.verify == Verify::None {
         copts.verify = Verify::Size;
@@ -422,6 +430,13 @@ pub async fn run_range(
     // Sync --delete: extraneous destination objects, deleted after the copy phase.
     let mut extraneous: Vec<ObjectInfo> = Vec::new();
     let concurrency = opts.concurrency.max(1);
+    let publish_checkpoint = |cp: &Checkpoint| {
+        if let (Some(cell), Some(last)) = (&opts.checkpoint, &cp.last) {
+            if op != (RangeOp::Sync { delete: true }) {
+                *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(last.clone());
+            }
+        }
+    };
 
     let work_fn = |w: Work| async move {
         match w {
@@ -502,9 +517,11 @@ pub async fn run_range(
         while inflight.len() >= concurrency {
             let d = inflight.next().await.expect("non-empty");
             finish(d, &mut sum, &mut cp, &mut pending_deletes, &mut sink);
+            publish_checkpoint(&cp);
         }
         if op == RangeOp::Move && !opts.dry_run && pending_deletes.len() >= opts.delete_batch.max(1) {
             flush_deletes(src, copts, &tally, &mut pending_deletes, &mut sum, &mut cp, &mut sink).await;
+            publish_checkpoint(&cp);
         }
         // Next source object, in the source's listing order.
         let s = match src_l.peek(copts, &tally).await {
@@ -550,7 +567,9 @@ pub async fn run_range(
             .take()
             .unwrap_or_default()
             .into_iter()
-            .filter(|(rel, d)| filter.matches_as(rel, d))
+            // Only keys inside this range in its own order: a destination listed in another
+            // order can show keys of a neighbouring range, which are not this range's to delete.
+            .filter(|(rel, d)| filter.matches_as(rel, d) && drange_check.contains(&d.key))
             .collect();
         extra.sort_by(|a, b| a.0.cmp(&b.0));
         extraneous = extra.into_iter().map(|(_, d)| d).collect();

@@ -628,6 +628,7 @@ async fn ranges_checkpoints_and_filters_on_sizes() {
         prefix: String::new(),
         start_after: Some("a".into()),
         end: Some("d".into()),
+        path_order: false,
     };
     let filter = Filter {
         min_size: Some(12),
@@ -708,6 +709,7 @@ fn key_map_ranges() {
             prefix: "photos/a".into(),
             start_after: Some("photos/a1".into()),
             end: Some("photos/a9".into()),
+            path_order: false,
         })
         .unwrap()
         .unwrap();
@@ -717,7 +719,8 @@ fn key_map_ranges() {
         KeyRange {
             prefix: "backup/2024/a".into(),
             start_after: Some("backup/2024/a1".into()),
-            end: Some("backup/2024/a9".into())
+            end: Some("backup/2024/a9".into()),
+            path_order: false,
         }
     );
     let (s, _) = m.ranges(&KeyRange::default()).unwrap().unwrap();

@@ -662,11 +662,9 @@ impl ObjectStore for S3Store {
                 let Some(k) = o.key() else { continue };
                 let full = if encoded { decode_list_key(k) } else { k.to_string() };
                 let rel = self.rel(&full);
-                if let Some(end) = &range.end {
-                    if rel.as_str() > end.as_str() {
-                        page.next_start_after = None;
-                        return Ok(page);
-                    }
+                if range.past_end(&rel) {
+                    page.next_start_after = None;
+                    return Ok(page);
                 }
                 let prev = page
                     .objects

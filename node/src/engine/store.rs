@@ -114,11 +114,45 @@ pub enum LocationSpec {
 
 /// A range of keys, relative to the location root: those starting with `prefix`, strictly after
 /// `start_after`, and at most `end` (inclusive) when given.
+///
+/// Listing stops after `end` itself or at the first key past it in the range's order: S3 byte
+/// order, or with `path_order` the order of stores that list folder by folder (SeaweedFS: '/'
+/// sorts before every other byte, see [`key_cmp`]). Job ranges are cut from one listing of
+/// the source, so their bounds are keys in that store's own order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyRange {
     pub prefix: String,
     pub start_after: Option<String>,
     pub end: Option<String>,
+    pub path_order: bool,
+}
+
+/// Compares keys in S3 byte order, or (`path_order`) folder by folder: as bytes with '/'
+/// ranked below every other byte.
+pub fn key_cmp(a: &str, b: &str, path_order: bool) -> std::cmp::Ordering {
+    if !path_order {
+        return a.cmp(b);
+    }
+    let rank = |c: u8| if c == b'/' { 0u16 } else { c as u16 + 1 };
+    a.bytes().map(rank).cmp(b.bytes().map(rank))
+}
+
+impl KeyRange {
+    /// Whether listing must stop at `key` (it lies beyond `end`).
+    pub fn past_end(&self, key: &str) -> bool {
+        self.end
+            .as_deref()
+            .is_some_and(|e| key != e && key_cmp(key, e, self.path_order) == std::cmp::Ordering::Greater)
+    }
+    /// Whether `key` lies strictly after `start_after` and at most at `end`, in the range's order.
+    pub fn contains(&self, key: &str) -> bool {
+        key.starts_with(&self.prefix)
+            && self
+                .start_after
+                .as_deref()
+                .is_none_or(|s| key_cmp(key, s, self.path_order) == std::cmp::Ordering::Greater)
+            && !self.past_end(key)
+    }
 }
 
 /// An object as a listing shows it.

@@ -5,10 +5,13 @@
 //! - `cluster`: ClusterService, the public administration API (bearer token).
 //! - `config`: LocationService and CredentialService, the replicated configuration of the copy
 //!   engine (bearer token).
+//! - `jobs`: JobService, copy / move / sync jobs: submit, list, watch, control, logs, report
+//!   (bearer token).
 //!
 //! Handlers return `Result<_, ApiError>`; `crate::error` turns that into a status.
 
 pub mod cluster;
 pub mod config;
+pub mod jobs;
 pub mod peer;
 pub mod raft;

@@ -1,0 +1,498 @@
+//! `meshctl cp|mv|sync` and `meshctl job ...`.
+//!
+//! Client-side checks are limited to what is malformed on its face (an empty location name; a
+//! bad `--bwlimit`, `--tier`, `--verify` or `--sse` is refused by clap): everything else is
+//! validated by the node that takes the submit, so gRPC clients get the same rules. A submit the
+//! server refuses as INVALID_ARGUMENT exits 2 like any usage error, with the server's message.
+//!
+//! `--wait` and `job watch` poll `JobService.Get` every 500 ms and show a progress bar on a
+//! terminal (a plain line every 2 s otherwise). They outlive the node they talk to: on a
+//! transient failure they move on to the next address of a comma-separated `--addr` list, or
+//! keep retrying the one address, for up to 30 s without an answer before giving up.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use mesh_proto::v1::{
+    ControlJobRequest, FilterRule, GetJobRequest, JobAction, JobLogsRequest, JobOp, JobReportRequest, JobSpec,
+    JobState, JobView, ListJobsRequest, ReadConsistency, SubmitJobRequest,
+};
+use mesh_raft::jobs::{is_terminal, job_state_name};
+use tonic::{Code, Status};
+
+use crate::cli::{GlobalArgs, StateFilter, TransferArgs};
+use crate::client::{addresses, connect_to, parse_addr};
+use crate::commands::{consistency, write_out, Session};
+use crate::errors::{CliError, EXIT_USAGE};
+use crate::output::{self, Format};
+
+/// How often `--wait` / `job watch` ask for the job.
+pub const POLL_EVERY: Duration = Duration::from_millis(500);
+/// How often a plain progress line is printed when the output is not a terminal.
+pub const LINE_EVERY: Duration = Duration::from_secs(2);
+/// How long `--wait` / `job watch` keep trying without any answer before giving up.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+
+/// Splits `LOCATION:PATH`; `LOCATION:` and `LOCATION` name the location's root. Only an empty
+/// location name is refused here (usage error); the rest is the server's to judge.
+pub fn parse_place(what: &str, arg: &str) -> Result<(String, String), CliError> {
+    let (location, path) = arg.split_once(':').unwrap_or((arg, ""));
+    if location.trim().is_empty() {
+        return Err(CliError::usage(format!(
+            "{what} {arg:?} has no location name; write LOCATION:PATH (LOCATION: for its root)"
+        ))
+        .with_hint("see `meshctl location list`"));
+    }
+    Ok((location.to_string(), path.to_string()))
+}
+
+/// The JobSpec of `cp|mv|sync SRC DST [options]`.
+pub fn job_spec(op: JobOp, a: &TransferArgs, delete: bool) -> Result<JobSpec, CliError> {
+    let (src_location, src_path) = parse_place("SRC", &a.src)?;
+    let (dst_location, dst_path) = parse_place("DST", &a.dst)?;
+    let o = &a.opts;
+    Ok(JobSpec {
+        op: op as i32,
+        src_location,
+        src_path,
+        dst_location,
+        dst_path,
+        delete,
+        tier: o.tier.map(|t| t.as_str().to_string()).unwrap_or_default(),
+        rules: o
+            .filters
+            .rules
+            .iter()
+            .map(|(include, glob)| FilterRule {
+                include: *include,
+                glob: glob.clone(),
+            })
+            .collect(),
+        verify: o.verify.map(|v| v.as_str().to_string()).unwrap_or_default(),
+        storage_class: o.storage_class.clone().unwrap_or_default(),
+        sse: match o.sse.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("aes256") => "AES256".into(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        },
+        kms_key_id: o.kms_key.clone().unwrap_or_default(),
+        bwlimit_bytes_per_sec: o.bwlimit.unwrap_or(0),
+        dry_run: o.dry_run,
+    })
+}
+
+/// A server refusal of a submit: INVALID_ARGUMENT is the user's input (exit 2).
+fn submit_error(s: &Session, status: Status) -> CliError {
+    let code = status.code();
+    let mut e = s.fail(status);
+    if code == Code::InvalidArgument {
+        e.exit_code = EXIT_USAGE;
+    }
+    e
+}
+
+/// `cp|mv|sync SRC DST [options] [--wait]`.
+pub async fn transfer(
+    g: &GlobalArgs,
+    op: JobOp,
+    a: TransferArgs,
+    delete: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let spec = job_spec(op, &a, delete)?;
+    let mut s = Session::open(g).await?;
+    let resp = s
+        .clients
+        .job
+        .submit(SubmitJobRequest { spec: Some(spec) })
+        .await
+        .map_err(|e| submit_error(&s, e))?;
+    let job = resp
+        .into_inner()
+        .job
+        .ok_or_else(|| CliError::failed("the node accepted the job but did not return it"))?;
+    let note = output::job_submitted_note(&job);
+    if !a.opts.wait {
+        eprint!("{note}");
+        return write_out(out, &output::job_submitted(&job, g.output));
+    }
+    // Waiting: the id first (so it is known if the wait is interrupted), then the progress.
+    if g.output == Format::Table {
+        write_out(out, &output::job_submitted(&job, Format::Table))?;
+    }
+    eprint!("{note}");
+    watch(g, s, &job.id, out).await
+}
+
+/// `job list [--state S] [--local]`.
+pub async fn job_list(g: &GlobalArgs, state: Option<StateFilter>, local: bool) -> Result<String, CliError> {
+    let mut s = Session::open(g).await?;
+    let req = ListJobsRequest {
+        state: state
+            .map(|st| st.state() as i32)
+            .unwrap_or(JobState::Unspecified as i32),
+        consistency: consistency(local),
+    };
+    let resp = s.clients.job.list(req).await.map_err(|e| s.fail(e))?;
+    Ok(output::job_list(resp.get_ref(), g.output))
+}
+
+fn id_arg(id: &str) -> Result<(), CliError> {
+    if id.trim().is_empty() {
+        return Err(CliError::usage("the job id is empty").with_hint("see `meshctl job list`"));
+    }
+    Ok(())
+}
+
+/// `job show ID [--local]`: always JSON.
+pub async fn job_show(g: &GlobalArgs, id: String, local: bool) -> Result<String, CliError> {
+    id_arg(&id)?;
+    let mut s = Session::open(g).await?;
+    let req = GetJobRequest {
+        id,
+        consistency: consistency(local),
+    };
+    let resp = s.clients.job.get(req).await.map_err(|e| s.fail(e))?.into_inner();
+    Ok(output::job_show(&resp.job.unwrap_or_default(), resp.linearizable))
+}
+
+/// `job watch ID`.
+pub async fn job_watch(g: &GlobalArgs, id: String, out: &mut dyn Write) -> Result<(), CliError> {
+    id_arg(&id)?;
+    let s = Session::open(g).await?;
+    watch(g, s, &id, out).await
+}
+
+/// `job pause|resume|cancel ID`.
+pub async fn job_control(g: &GlobalArgs, id: String, action: JobAction) -> Result<String, CliError> {
+    id_arg(&id)?;
+    let mut s = Session::open(g).await?;
+    let req = ControlJobRequest {
+        id,
+        action: action as i32,
+    };
+    let resp = s.clients.job.control(req).await.map_err(|e| s.fail(e))?.into_inner();
+    Ok(output::job_controlled(action, &resp.job.unwrap_or_default(), g.output))
+}
+
+/// `job logs ID`.
+pub async fn job_logs(g: &GlobalArgs, id: String) -> Result<String, CliError> {
+    id_arg(&id)?;
+    let mut s = Session::open(g).await?;
+    let resp = s
+        .clients
+        .job
+        .logs(JobLogsRequest { id: id.clone() })
+        .await
+        .map_err(|e| s.fail(e))?;
+    Ok(output::job_logs(&id, &resp.get_ref().events, g.output))
+}
+
+/// `job report ID [--max-bytes SIZE]`: the report's JSON lines, as stored.
+pub async fn job_report(
+    g: &GlobalArgs,
+    id: String,
+    max_bytes: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    id_arg(&id)?;
+    let mut s = Session::open(g).await?;
+    let req = JobReportRequest {
+        id,
+        max_bytes: max_bytes.unwrap_or(0),
+    };
+    let r = s.clients.job.report(req).await.map_err(|e| s.fail(e))?.into_inner();
+    match out.write_all(&r.content).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(CliError::failed(format!("cannot write the output: {e}")));
+        }
+        _ => {}
+    }
+    if r.truncated {
+        eprintln!(
+            "note: the report was cut at {} bytes; the whole report is {} (or pass --max-bytes)",
+            r.content.len(),
+            r.location
+        );
+    }
+    Ok(())
+}
+
+/// How progress is shown: a bar on a terminal, plain lines otherwise.
+enum Display {
+    Bar(ProgressBar),
+    Lines { last: Option<(Instant, i32)> },
+}
+
+impl Display {
+    fn new() -> Display {
+        if !std::io::stderr().is_terminal() {
+            return Display::Lines { last: None };
+        }
+        let bar = ProgressBar::new(0);
+        let style = ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {msg}")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Display::Bar(bar)
+    }
+
+    fn update(&mut self, v: &JobView) {
+        let job = v.job.clone().unwrap_or_default();
+        match self {
+            Display::Bar(bar) => {
+                let c = job.counters.unwrap_or_default();
+                let (_, bytes) = output::processed(&c);
+                bar.set_length(c.bytes_total.max(bytes));
+                bar.set_position(bytes);
+                bar.set_message(output::job_progress_message(v));
+            }
+            Display::Lines { last } => {
+                let due = match last {
+                    None => true,
+                    Some((at, state)) => at.elapsed() >= LINE_EVERY || *state != job.state,
+                };
+                if due {
+                    eprint!("{}", output::job_progress_line(v));
+                    *last = Some((Instant::now(), job.state));
+                }
+            }
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        match self {
+            Display::Bar(bar) => bar.println(msg),
+            Display::Lines { .. } => eprintln!("{msg}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Display::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Whether a failed Get is worth retrying (the node or the cluster may come back) rather than a
+/// final answer about the job or the caller.
+pub fn transient(status: &Status) -> bool {
+    !matches!(
+        status.code(),
+        Code::NotFound
+            | Code::InvalidArgument
+            | Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::FailedPrecondition
+            | Code::Unimplemented
+            | Code::OutOfRange
+    )
+}
+
+/// Whether a job that ended in `state` counts as a success (exit 0).
+pub fn succeeded(state: i32) -> bool {
+    state == JobState::Completed as i32 || state == JobState::CompletedWithWarnings as i32
+}
+
+/// The error a job that did not succeed exits with (after its summary was printed).
+pub fn ended_badly(v: &JobView) -> CliError {
+    let job = v.job.clone().unwrap_or_default();
+    let state = job_state_name(job.state);
+    let mut e = if job.error.is_empty() {
+        CliError::failed(format!("job {} ended {state}", job.id))
+    } else {
+        CliError::failed(format!("job {} ended {state}: {}", job.id, job.error))
+    };
+    if !job.report_key.is_empty() {
+        e = e.with_hint(format!("see `meshctl job report {}` for every object", job.id));
+    } else {
+        e = e.with_hint(format!("see `meshctl job logs {}`", job.id));
+    }
+    e
+}
+
+/// Follows job `id` until it ends; prints its summary to `out`; exit 0 only if it completed.
+async fn watch(g: &GlobalArgs, mut s: Session, id: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let addrs = addresses(&s.opts.addr);
+    let mut at = addrs
+        .iter()
+        .position(|a| parse_addr(a).map(|t| t.authority()).ok().as_deref() == Some(s.clients.addr.as_str()))
+        .unwrap_or(0);
+    let mut display = Display::new();
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let req = GetJobRequest {
+            id: id.to_string(),
+            consistency: ReadConsistency::Linearizable as i32,
+        };
+        match s.clients.job.get(req).await {
+            Ok(resp) => {
+                if failing_since.take().is_some() {
+                    display.note(&format!("back in contact through {}", s.clients.addr));
+                }
+                let v = resp.into_inner().job.unwrap_or_default();
+                display.update(&v);
+                let state = v.job.as_ref().map(|j| j.state).unwrap_or_default();
+                if is_terminal(state) {
+                    display.finish();
+                    write_out(out, &output::job_summary(&v, g.output))?;
+                    return if succeeded(state) { Ok(()) } else { Err(ended_badly(&v)) };
+                }
+            }
+            Err(status) => {
+                let transient = transient(&status);
+                let err = s.fail(status);
+                if !transient {
+                    display.finish();
+                    return Err(err);
+                }
+                let first = failing_since.is_none();
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= GIVE_UP_AFTER {
+                    display.finish();
+                    return Err(CliError::failed(format!(
+                        "no node answered for {}s while watching job {id}: {}",
+                        GIVE_UP_AFTER.as_secs(),
+                        err.message
+                    ))
+                    .with_hint(format!(
+                        "the job goes on without meshctl; `meshctl job watch {id}` follows it again (give several nodes with --addr a,b,c to move on when one goes away)"
+                    )));
+                }
+                if first {
+                    display.note(&format!("{}; retrying", err.message));
+                }
+                if addrs.len() > 1 {
+                    for step in 1..=addrs.len() {
+                        let i = (at + step) % addrs.len();
+                        if let Ok(c) = connect_to(&s.opts, &addrs[i]).await {
+                            if i != at {
+                                display.note(&format!("watching through {}", c.addr));
+                            }
+                            s.clients = c;
+                            at = i;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places() {
+        assert_eq!(
+            parse_place("SRC", "photos:raw/2024").unwrap(),
+            ("photos".into(), "raw/2024".into())
+        );
+        assert_eq!(parse_place("SRC", "photos:").unwrap(), ("photos".into(), "".into()));
+        assert_eq!(parse_place("SRC", "photos").unwrap(), ("photos".into(), "".into()));
+        let e = parse_place("DST", ":x").unwrap_err();
+        assert_eq!(e.exit_code, EXIT_USAGE);
+        assert!(e.message.contains("DST \":x\" has no location name"), "{}", e.message);
+        assert!(parse_place("SRC", "").is_err());
+    }
+
+    fn parse(args: &[&str]) -> Result<crate::cli::Cli, clap::Error> {
+        use clap::Parser;
+        crate::cli::Cli::try_parse_from(std::iter::once("meshctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn filter_rules_keep_their_command_line_order() {
+        let cli = parse(&[
+            "cp",
+            "a:x",
+            "b:",
+            "--include",
+            "1",
+            "--exclude",
+            "2",
+            "--dry-run",
+            "--include",
+            "3",
+            "--exclude=4",
+        ])
+        .unwrap();
+        let crate::cli::Command::Cp(a) = cli.command else {
+            panic!("not cp")
+        };
+        let spec = job_spec(JobOp::Copy, &a, false).unwrap();
+        let rules: Vec<(bool, &str)> = spec.rules.iter().map(|r| (r.include, r.glob.as_str())).collect();
+        assert_eq!(rules, [(true, "1"), (false, "2"), (true, "3"), (false, "4")]);
+        assert!(spec.dry_run);
+        assert_eq!((spec.src_path.as_str(), spec.dst_path.as_str()), ("x", ""));
+    }
+
+    #[test]
+    fn rates_tiers_and_sse() {
+        let spec_of = |args: &[&str]| {
+            let cli = parse(args).unwrap();
+            let crate::cli::Command::Sync(a) = cli.command else {
+                panic!("not sync")
+            };
+            job_spec(JobOp::Sync, &a.transfer, a.delete).unwrap()
+        };
+        let s = spec_of(&[
+            "sync",
+            "a:",
+            "b:",
+            "--bwlimit",
+            "50MiB/s",
+            "--tier",
+            "express",
+            "--sse",
+            "aes256",
+            "--delete",
+        ]);
+        assert_eq!(s.bwlimit_bytes_per_sec, 50 << 20);
+        assert_eq!((s.tier.as_str(), s.sse.as_str()), ("express", "AES256"));
+        assert!(s.delete);
+        assert_eq!(
+            spec_of(&["sync", "a:", "b:", "--bwlimit", "100M"]).bwlimit_bytes_per_sec,
+            100 << 20
+        );
+        assert_eq!(
+            spec_of(&["sync", "a:", "b:", "--bwlimit", "1GB/s"]).bwlimit_bytes_per_sec,
+            1_000_000_000
+        );
+        assert_eq!(
+            spec_of(&["sync", "a:", "b:", "--sse", "aws:kms", "--kms-key", "k"]).sse,
+            "aws:kms"
+        );
+        for bad in [
+            &["sync", "a:", "b:", "--bwlimit", "50 MiB/s"][..],
+            &["sync", "a:", "b:", "--bwlimit", "/s"],
+            &["sync", "a:", "b:", "--tier", "gold"],
+            &["sync", "a:", "b:", "--verify", "crc"],
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+        let e = parse(&["cp", "a:", "b:", "--bwlimit", "10Mbit"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--bwlimit") && e.contains("50MiB/s"), "{e}");
+    }
+
+    #[test]
+    fn outcomes() {
+        assert!(succeeded(JobState::Completed as i32));
+        assert!(succeeded(JobState::CompletedWithWarnings as i32));
+        assert!(!succeeded(JobState::Failed as i32));
+        assert!(!succeeded(JobState::Cancelled as i32));
+        assert!(transient(&Status::unavailable("gone")));
+        assert!(transient(&Status::deadline_exceeded("slow")));
+        assert!(transient(&Status::unknown("h2 protocol error")));
+        assert!(!transient(&Status::not_found("no job")));
+        assert!(!transient(&Status::unauthenticated("token")));
+    }
+}

@@ -1,0 +1,394 @@
+//! A job's report: one JSON line per object (`key`, `outcome`, `bytes`, `checksum`, `error`, …).
+//!
+//! Task runners buffer their lines; at every task heartbeat the worker writes the buffer as a
+//! chunk object `<report root><job>/parts/<task>-<epoch>-<seq>.jsonl` *before* it reports the
+//! checkpoint, so every object up to a reported checkpoint has its line stored. FINALIZE merges
+//! the chunks (an object that appears more than once was re-run after a failure: the last
+//! success wins and it counts as re-copied), writes `<report root><job>/report.jsonl`, deletes
+//! the chunks and reports the exact totals. Per-object records therefore never enter the Raft
+//! log.
+//!
+//! The report root is the `job.report_location` setting (`LOCATION[:PATH/]`), or by default
+//! `.bucketmesh/reports/` at the root of the job's destination location — a prefix every job
+//! excludes from copying and deleting.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use mesh_proto::v1::{self as pb, TaskKind, TaskState};
+use mesh_raft::settings;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::run::{Ctx, RESERVED_PREFIX};
+use super::End;
+use crate::engine::ops::{Action, Outcome};
+use crate::engine::store::{Body, KeyRange, ObjectStore, WriteOptions};
+
+/// Report lines of one running task, shared between the task and the reporter.
+#[derive(Clone, Default)]
+pub struct LineBuf(Arc<Mutex<Vec<String>>>);
+
+impl LineBuf {
+    pub fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().unwrap().is_empty()
+    }
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+    fn put_back(&self, mut lines: Vec<String>) {
+        let mut g = self.0.lock().unwrap();
+        lines.append(&mut g);
+        *g = lines;
+    }
+}
+
+/// One line of a report.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Line {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dst_key: String,
+    /// copied, moved, skipped, failed, deleted, delete_suppressed, would_copy, would_move,
+    /// would_delete
+    pub outcome: String,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub checksum: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// How many times the object was written (merged report only; > 1 = re-copied).
+    #[serde(default, skip_serializing_if = "is_one_or_zero")]
+    pub writes: u32,
+}
+
+fn is_one_or_zero(n: &u32) -> bool {
+    *n <= 1
+}
+
+/// The report line of an engine outcome.
+pub fn line_of(o: &Outcome) -> String {
+    let (outcome, error) = match &o.action {
+        Action::Copied => ("copied", String::new()),
+        Action::Moved => ("moved", String::new()),
+        Action::Skipped(_) => ("skipped", String::new()),
+        Action::Failed(e) => ("failed", e.to_string()),
+        Action::Deleted => ("deleted", String::new()),
+        Action::DeleteSuppressed(r) => ("delete_suppressed", r.clone()),
+        Action::WouldCopy => ("would_copy", String::new()),
+        Action::WouldMove => ("would_move", String::new()),
+        Action::WouldDelete => ("would_delete", String::new()),
+    };
+    let line = Line {
+        key: o.key.clone(),
+        dst_key: o.dst_key.clone(),
+        outcome: outcome.into(),
+        bytes: o.bytes,
+        etag: o.etag.clone().unwrap_or_default(),
+        checksum: o
+            .checksum
+            .as_ref()
+            .map(|(a, v)| format!("{a:?}:{v}").to_lowercase())
+            .unwrap_or_default(),
+        error,
+        writes: 0,
+    };
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// (location, path prefix) where the reports of `job` go.
+pub fn report_root(node: &crate::node::Node, job: &pb::Job) -> (String, String) {
+    let setting = node.state.setting_or_default(settings::JOB_REPORT_LOCATION);
+    if !setting.is_empty() {
+        let (loc, path) = setting.split_once(':').unwrap_or((setting.as_str(), ""));
+        let mut path = path.trim_start_matches('/').to_string();
+        if !path.is_empty() && !path.ends_with('/') {
+            path.push('/');
+        }
+        return (loc.to_string(), path);
+    }
+    let dst = job.spec.as_ref().map(|s| s.dst_location.clone()).unwrap_or_default();
+    (dst, format!("{RESERVED_PREFIX}reports/"))
+}
+
+fn body_of(data: Bytes) -> Body {
+    Box::pin(futures::stream::iter([Ok(data)]))
+}
+
+/// Reads a whole (small) object.
+pub async fn read_all(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>, String> {
+    let mut body = store.get(key, None).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// Writes the buffered lines of a task as one chunk object; on failure they stay buffered.
+pub async fn write_chunk(
+    ctx: &Ctx,
+    job: &pb::Job,
+    task: u64,
+    epoch: u64,
+    seq: u64,
+    lines: &LineBuf,
+) -> Result<(), String> {
+    let taken = lines.take();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let r = async {
+        let (loc, path) = report_root(&ctx.node, job);
+        let store = ctx.store(&loc).await?;
+        let key = format!("{path}{}/parts/{task:010}-{epoch:05}-{seq:08}.jsonl", job.id);
+        let mut data = taken.join("\n");
+        data.push('\n');
+        let len = data.len() as u64;
+        store
+            .put(&key, body_of(Bytes::from(data)), len, &WriteOptions::default())
+            .await
+            .map_err(|e| format!("writing report chunk {key}: {e}"))?;
+        Ok::<(), String>(())
+    }
+    .await;
+    if r.is_err() {
+        lines.put_back(taken);
+    }
+    r
+}
+
+/// Merges report chunks: the chosen line per key, and how many objects were written twice.
+/// Chunks are given in (task, epoch, seq) order; for a key seen more than once a success wins
+/// over a failure and a later line over an earlier one.
+pub fn merge(chunks: &[Vec<u8>]) -> (Vec<Line>, u64) {
+    let mut by_key: HashMap<(String, bool), Line> = HashMap::new();
+    for c in chunks {
+        for raw in String::from_utf8_lossy(c).lines() {
+            let Ok(l) = serde_json::from_str::<Line>(raw) else {
+                continue;
+            };
+            let delete = matches!(l.outcome.as_str(), "deleted" | "would_delete" | "delete_suppressed");
+            let written = matches!(l.outcome.as_str(), "copied" | "moved");
+            let k = (if delete { l.dst_key.clone() } else { l.key.clone() }, delete);
+            match by_key.get_mut(&k) {
+                None => {
+                    let mut l = l;
+                    l.writes = written as u32;
+                    by_key.insert(k, l);
+                }
+                Some(prev) => {
+                    let writes = prev.writes + written as u32;
+                    if !(prev.outcome != "failed" && l.outcome == "failed") {
+                        *prev = l;
+                    }
+                    prev.writes = writes;
+                }
+            }
+        }
+    }
+    let recopied = by_key.values().filter(|l| l.writes > 1).count() as u64;
+    let mut lines: Vec<Line> = by_key.into_values().collect();
+    lines.sort_by(|a, b| (&a.key, &a.dst_key).cmp(&(&b.key, &b.dst_key)));
+    (lines, recopied)
+}
+
+/// The exact totals of a merged report.
+pub fn totals(lines: &[Line]) -> pb::JobCounters {
+    let mut c = pb::JobCounters::default();
+    for l in lines {
+        match l.outcome.as_str() {
+            "copied" | "moved" | "would_copy" | "would_move" => {
+                c.objects_done += 1;
+                c.bytes_done += l.bytes;
+            }
+            "skipped" => {
+                c.objects_skipped += 1;
+                c.bytes_skipped += l.bytes;
+            }
+            "failed" => {
+                c.objects_failed += 1;
+                c.bytes_failed += l.bytes;
+            }
+            "deleted" | "would_delete" => c.objects_deleted += 1,
+            _ => {}
+        }
+        if !matches!(l.outcome.as_str(), "deleted" | "would_delete" | "delete_suppressed") {
+            c.objects_total += 1;
+            c.bytes_total += l.bytes;
+        }
+    }
+    c
+}
+
+/// FINALIZE: abort the job's leftover uploads, merge the report, report the totals.
+pub async fn finalize(
+    ctx: &Arc<Ctx>,
+    job: &pb::Job,
+    progress: &super::Shared,
+    cancel: &CancellationToken,
+) -> Result<End, String> {
+    let spec = job.spec.clone().unwrap_or_default();
+    let tasks = ctx.node.state.job_tasks(&job.id);
+    let dst = ctx.store(&spec.dst_location).await?;
+    let mut events = Vec::new();
+
+    // 1. Split objects whose upload was created but not completed.
+    for init in tasks
+        .iter()
+        .filter(|t| t.kind == TaskKind::PartInit as i32 && !t.upload_id.is_empty())
+    {
+        let completed = tasks.iter().any(|t| {
+            t.kind == TaskKind::PartComplete as i32 && t.group == init.id && t.state == TaskState::Done as i32
+        });
+        if completed {
+            continue;
+        }
+        let dst_key = format!(
+            "{}{}",
+            spec.dst_path,
+            init.key.strip_prefix(spec.src_path.as_str()).unwrap_or(&init.key)
+        );
+        match dst.abort_multipart(&dst_key, &init.upload_id).await {
+            Ok(()) | Err(crate::engine::store::StoreError::NotFound { .. }) => {
+                events.push(format!("aborted the multipart upload of {}", init.key))
+            }
+            Err(e) => events.push(format!("could not abort the upload of {}: {e}", init.key)),
+        }
+    }
+    // 2. Uploads a killed node left behind under the destination path, started during this job,
+    //    when no other unfinished job writes to the same location (its uploads are not ours).
+    let others = ctx.node.state.jobs().into_iter().any(|j| {
+        j.id != job.id
+            && !mesh_raft::jobs::is_terminal(j.state)
+            && j.spec.as_ref().is_some_and(|s| s.dst_location == spec.dst_location)
+    });
+    if !others && !spec.dry_run {
+        let since = job.started_at_ms.saturating_sub(5_000) as i64;
+        let swept = crate::engine::transfer::sweep_uploads(dst.as_ref(), &spec.dst_path, None, |u| {
+            u.initiated_ms.is_some_and(|t| t >= since)
+        })
+        .await;
+        match swept {
+            Ok(r) if !r.aborted.is_empty() => events.push(format!(
+                "aborted {} leftover multipart upload(s) under {}",
+                r.aborted.len(),
+                spec.dst_path
+            )),
+            Ok(_) => {}
+            Err(e) => events.push(format!("could not list leftover uploads: {e}")),
+        }
+    }
+    if cancel.is_cancelled() {
+        return Ok(End::default());
+    }
+
+    // 3. The report.
+    let (loc, path) = report_root(&ctx.node, job);
+    let store = ctx.store(&loc).await?;
+    let parts_prefix = format!("{path}{}/parts/", job.id);
+    let mut keys = Vec::new();
+    let mut range = KeyRange {
+        prefix: parts_prefix.clone(),
+        ..Default::default()
+    };
+    loop {
+        let page = store
+            .list(&range, 1000)
+            .await
+            .map_err(|e| format!("listing report chunks: {e}"))?;
+        keys.extend(page.objects.into_iter().map(|o| o.key));
+        match page.next_start_after {
+            Some(s) => range.start_after = Some(s),
+            None => break,
+        }
+    }
+    keys.sort();
+    let mut chunks = Vec::with_capacity(keys.len());
+    for k in &keys {
+        chunks.push(
+            read_all(store.as_ref(), k)
+                .await
+                .map_err(|e| format!("reading {k}: {e}"))?,
+        );
+    }
+    let (lines, recopied) = merge(&chunks);
+    let totals = totals(&lines);
+    let mut data = String::new();
+    for l in &lines {
+        data.push_str(&serde_json::to_string(l).unwrap_or_default());
+        data.push('\n');
+    }
+    let report_key = format!("{path}{}/report.jsonl", job.id);
+    let len = data.len() as u64;
+    store
+        .put(&report_key, body_of(Bytes::from(data)), len, &WriteOptions::default())
+        .await
+        .map_err(|e| format!("writing the report {report_key}: {e}"))?;
+    let _ = store.delete_many(&keys).await;
+    progress.lock().unwrap().events.extend(events);
+    Ok(End {
+        final_counters: Some(totals),
+        report_key: format!("{loc}:{report_key}"),
+        recopied,
+        ..End::done()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(key: &str, outcome: &str, bytes: u64) -> String {
+        serde_json::to_string(&Line {
+            key: key.into(),
+            dst_key: format!("d/{key}"),
+            outcome: outcome.into(),
+            bytes,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn merge_dedupes_and_counts_recopies() {
+        let a = [l("a", "copied", 1), l("b", "failed", 2), l("c", "copied", 3)].join("\n");
+        // b retried successfully elsewhere, c copied again after a failure, d new.
+        let b = [l("b", "copied", 2), l("c", "copied", 3), l("d", "skipped", 4)].join("\n");
+        let (lines, recopied) = merge(&[a.into_bytes(), b.into_bytes()]);
+        let outcomes: Vec<(&str, &str)> = lines.iter().map(|x| (x.key.as_str(), x.outcome.as_str())).collect();
+        assert_eq!(
+            outcomes,
+            [("a", "copied"), ("b", "copied"), ("c", "copied"), ("d", "skipped")]
+        );
+        assert_eq!(recopied, 1, "only c was written twice");
+        let t = totals(&lines);
+        assert_eq!((t.objects_done, t.bytes_done), (3, 6));
+        assert_eq!((t.objects_skipped, t.objects_failed, t.objects_total), (1, 0, 4));
+    }
+
+    #[test]
+    fn a_later_failure_does_not_hide_a_success() {
+        let a = l("x", "copied", 5);
+        let b = l("x", "failed", 5);
+        let (lines, _) = merge(&[a.into_bytes(), b.into_bytes()]);
+        assert_eq!(lines[0].outcome, "copied");
+        assert_eq!(totals(&lines).objects_failed, 0);
+    }
+
+    #[test]
+    fn deletions_are_kept_apart_from_copies() {
+        let a = [l("k", "copied", 1), l("k", "deleted", 1)].join("\n");
+        let (lines, _) = merge(&[a.into_bytes()]);
+        assert_eq!(lines.len(), 2);
+        let t = totals(&lines);
+        assert_eq!((t.objects_done, t.objects_deleted, t.objects_total), (1, 1, 1));
+    }
+}
