@@ -97,6 +97,9 @@ struct Running {
     progress: Shared,
     /// Report lines not yet written to the job's report chunks.
     lines: report::LineBuf,
+    /// Names this run's report chunks: `<start ms>-<seq>`. The start time keeps a task resumed
+    /// under the same epoch (its node restarted) from overwriting the chunks of the earlier run.
+    chunk_run: u64,
     chunk_seq: u64,
     /// The leader has its final report (or called it stale): kept only so the task is not
     /// started again while this node's applied state still shows the assignment.
@@ -218,6 +221,7 @@ fn start_and_stop(
                 cancel,
                 progress,
                 lines,
+                chunk_run: crate::node::now_ms(),
                 chunk_seq: 0,
                 settled: false,
             },
@@ -247,7 +251,7 @@ async fn send_reports(
         if !r.lines.is_empty() {
             let job = node.state.job(&a.0);
             if let Some(job) = job {
-                match report::write_chunk(ctx, &job, a.1, a.2, r.chunk_seq, &r.lines).await {
+                match report::write_chunk(ctx, &job, a.1, a.2, (r.chunk_run, r.chunk_seq), &r.lines).await {
                     Ok(()) => r.chunk_seq += 1,
                     Err(e) => {
                         // Without its lines the checkpoint must not advance: report counters only.

@@ -1,8 +1,8 @@
 //! A job's report: one JSON line per object (`key`, `outcome`, `bytes`, `checksum`, `error`, …).
 //!
 //! Task runners buffer their lines; at every task heartbeat the worker writes the buffer as a
-//! chunk object `<report root><job>/parts/<task>-<epoch>-<seq>.jsonl` *before* it reports the
-//! checkpoint, so every object up to a reported checkpoint has its line stored. FINALIZE merges
+//! chunk object `<report root><job>/parts/<task>-<epoch>-<run start ms>-<seq>.jsonl` *before* it
+//! reports the checkpoint, so every object up to a reported checkpoint has its line stored. FINALIZE merges
 //! the chunks (an object that appears more than once was re-run after a failure: the last
 //! success wins and it counts as re-copied), writes `<report root><job>/report.jsonl`, deletes
 //! the chunks and reports the exact totals. Per-object records therefore never enter the Raft
@@ -138,7 +138,7 @@ pub async fn write_chunk(
     job: &pb::Job,
     task: u64,
     epoch: u64,
-    seq: u64,
+    (run, seq): (u64, u64),
     lines: &LineBuf,
 ) -> Result<(), String> {
     let taken = lines.take();
@@ -148,7 +148,7 @@ pub async fn write_chunk(
     let r = async {
         let (loc, path) = report_root(&ctx.node, job);
         let store = ctx.store(&loc).await?;
-        let key = format!("{path}{}/parts/{task:010}-{epoch:05}-{seq:08}.jsonl", job.id);
+        let key = format!("{path}{}/parts/{task:010}-{epoch:05}-{run:013}-{seq:08}.jsonl", job.id);
         let mut data = taken.join("\n");
         data.push('\n');
         let len = data.len() as u64;
@@ -166,7 +166,7 @@ pub async fn write_chunk(
 }
 
 /// Merges report chunks: the chosen line per key, and how many objects were written twice.
-/// Chunks are given in (task, epoch, seq) order; for a key seen more than once a success wins
+/// Chunks are given in (task, epoch, run, seq) order; for a key seen more than once a success wins
 /// over a failure and a later line over an earlier one.
 pub fn merge(chunks: &[Vec<u8>]) -> (Vec<Line>, u64) {
     let mut by_key: HashMap<(String, bool), Line> = HashMap::new();
