@@ -91,7 +91,15 @@ pub fn plan(state: &StateReader, nodes: &[pb::NodeRecord], now: u64) -> Vec<pb::
         .collect();
     let all = state.tasks_where(|_| true);
     // Load per node, and nodes per job, from current assignments.
-    let mut job_nodes: HashMap<String, BTreeSet<u64>> = HashMap::new();
+    // A job's nodes: those it has used (the tier limit counts them over the whole job, not just
+    // at one moment), minus nodes no longer live (their place may be refilled), plus current
+    // assignments.
+    let live: BTreeSet<u64> = nodes.iter().map(|n| n.id).collect();
+    let mut job_nodes: HashMap<String, BTreeSet<u64>> = state
+        .jobs()
+        .into_iter()
+        .map(|j| (j.id, j.nodes_used.into_iter().filter(|n| live.contains(n)).collect()))
+        .collect();
     for t in all.iter().filter(|t| t.state == TaskState::Assigned as i32) {
         if let Some(f) = free.get_mut(&t.node_id) {
             *f -= 1;
@@ -255,6 +263,26 @@ mod tests {
         let used: BTreeSet<u64> = a.iter().map(|x| x.node_id).collect();
         assert_eq!(used.len(), 4, "express spreads over at most 4 nodes");
         assert_eq!(a.len(), 16, "4 nodes × 4 slots");
+    }
+
+    #[test]
+    fn the_tier_counts_nodes_used_earlier_in_the_job() {
+        let nodes: Vec<pb::NodeRecord> = (1..=4).map(|i| node(i, "")).collect();
+        let st = state(&[("j1", "express", 8)], &nodes, "4");
+        let mut s = st.snapshot();
+        // Nodes 3 and 4 ran earlier tasks of the job (now done); node 9 is gone.
+        s.tables.jobs.get_mut("j1").unwrap().nodes_used = vec![3, 4, 9];
+        s.tables.settings.insert(
+            settings::TIER_EXPRESS.into(),
+            pb::Setting {
+                name: settings::TIER_EXPRESS.into(),
+                value: "2".into(),
+                updated_at_ms: 0,
+            },
+        );
+        let a = plan(&StateReader::from_state(s), &nodes, 0);
+        let used: BTreeSet<u64> = a.iter().map(|x| x.node_id).collect();
+        assert_eq!(used, BTreeSet::from([3, 4]), "stays on the nodes it already used");
     }
 
     #[test]

@@ -731,6 +731,15 @@ fn finish_job(t: &mut Tables, job_id: &str, rep: &pb::TaskReport, at: u64) {
     job.report_key = rep.report_key.clone();
     job.recopied = rep.recopied;
     let counters = job.counters.unwrap_or_default();
+    let accounted = counters.objects_done + counters.objects_skipped + counters.objects_failed;
+    if job.state != JobState::Cancelling as i32 && accounted < counters.objects_total {
+        job.warnings = job.warnings.saturating_add(1);
+        let text = format!(
+            "the report accounts for {accounted} of the {} objects listed; see the destination for the rest",
+            counters.objects_total
+        );
+        event(job, at, 0, text);
+    }
     let state = if job.state == JobState::Cancelling as i32 {
         JobState::Cancelled
     } else if counters.objects_failed > 0 || !job.error.is_empty() {

@@ -1452,6 +1452,28 @@ fn an_empty_source_goes_straight_to_finalize() {
 }
 
 #[test]
+fn a_report_short_of_the_listing_completes_with_a_warning() {
+    let mut h = H::new();
+    h.verifying("j1");
+    let f = h.finalize_id("j1");
+    h.assign("j1", f, 1);
+    let mut r = h.rep("j1", f, TaskOutcome::Done);
+    r.final_counters = Some(pb::JobCounters {
+        objects_total: 12,
+        objects_done: 12,
+        ..Default::default()
+    });
+    h.send(r);
+    let j = h.job("j1");
+    assert_eq!(j.state, JobState::CompletedWithWarnings as i32);
+    assert!(
+        j.events.iter().any(|e| e.text.contains("accounts for 12 of the 15")),
+        "{:?}",
+        j.events
+    );
+}
+
+#[test]
 fn finalize_done_completes_and_compacts_the_job() {
     let mut h = H::new();
     h.running("other-job");
@@ -1463,7 +1485,7 @@ fn finalize_done_completes_and_compacts_the_job() {
     r.final_counters = Some(pb::JobCounters {
         objects_total: 12, // fewer than the listing's 15: the total never shrinks
         bytes_total: 2000, // more: the exact figure wins
-        objects_done: 11,
+        objects_done: 14,
         bytes_done: 1900,
         objects_skipped: 1,
         bytes_skipped: 100,
@@ -1476,7 +1498,7 @@ fn finalize_done_completes_and_compacts_the_job() {
     assert_eq!(j.state, JobState::Completed as i32);
     let c = j.counters.unwrap();
     assert_eq!((c.objects_total, c.bytes_total), (15, 2000));
-    assert_eq!((c.objects_done, c.bytes_done, c.objects_skipped), (11, 1900, 1));
+    assert_eq!((c.objects_done, c.bytes_done, c.objects_skipped), (14, 1900, 1));
     assert_eq!(j.report_key, "dst:.bucketmesh/reports/j1.jsonl");
     assert_eq!(j.recopied, 2);
     assert_eq!(j.ended_at_ms, h.now);
@@ -1484,7 +1506,7 @@ fn finalize_done_completes_and_compacts_the_job() {
     assert!(j.error.is_empty());
     assert!(h.has_event(
         "j1",
-        "completed: 11 copied, 1 skipped, 0 failed, 0 deleted; report dst:.bucketmesh/reports/j1.jsonl"
+        "completed: 14 copied, 1 skipped, 0 failed, 0 deleted; report dst:.bucketmesh/reports/j1.jsonl"
     ));
     assert!(h.tasks("j1").is_empty(), "compacted");
     assert_eq!(h.tasks("other-job"), other_tasks, "another job's tasks stay");

@@ -422,6 +422,14 @@ impl TestCluster {
         n.exit = None;
     }
 
+    /// The process id of node `i`, while it runs (benchmarks read `/proc/PID/status`).
+    pub fn node_pid(&self, i: usize) -> Option<u32> {
+        if !self.is_running(i) {
+            return None;
+        }
+        self.nodes[i].child.as_ref().map(|c| c.id())
+    }
+
     fn pid(&self, i: usize) -> i32 {
         self.nodes[i]
             .child

@@ -13,6 +13,8 @@
 //! - [`ctl`]: typed views of `meshctl -o json` output (`cluster status`, `setting get`).
 //! - [`cluster`]: [`TestCluster`], N nodes with their own loopback IPs, data dirs, logs, proxies.
 //! - [`wait`]: polling helpers with deadlines and clear panic messages (no fixed sleeps).
+//! - [`jobs`]: helpers of the distributed-job tests: an S3 client of SeaweedFS, S3 locations,
+//!   typed `meshctl job ...` output, a JobService gRPC client.
 //! - [`grpc`]: a direct tonic client of `mesh.v1.ClusterService` (TLS + bearer token), used by the
 //!   benchmarks and by the plaintext-refusal test.
 //!
@@ -24,6 +26,7 @@ pub mod bins;
 pub mod cluster;
 pub mod ctl;
 pub mod grpc;
+pub mod jobs;
 pub mod proc;
 pub mod proxy;
 pub mod seaweed;

@@ -156,6 +156,7 @@ pub struct SeaweedFs {
     ip: Ipv4Addr,
     s3_port: u16,
     metrics_port: u16,
+    master_port: u16,
     dir: Option<tempfile::TempDir>,
     log: PathBuf,
     child: Option<Child>,
@@ -285,6 +286,7 @@ impl SeaweedFs {
             ip,
             s3_port,
             metrics_port,
+            master_port: ports[3],
             dir: Some(dir),
             log,
             child: Some(child),
@@ -349,6 +351,11 @@ impl SeaweedFs {
     /// Prometheus metrics (`SeaweedFS_s3_request_total{bucket,code,type}`).
     pub fn metrics_addr(&self) -> SocketAddr {
         SocketAddr::from((self.ip, self.metrics_port))
+    }
+
+    /// The master's HTTP address (e.g. `/vol/vacuum` to reclaim deleted space).
+    pub fn master_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.master_port))
     }
 
     pub fn log_path(&self) -> &Path {

@@ -114,6 +114,20 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     let mut watch = tokio::time::interval(WATCH_EVERY);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_report = tokio::time::Instant::now();
+    // A restarted node must not run tasks from a stale view (they may be done or reassigned
+    // already): catch up with the leader once before starting anything.
+    while !stop.is_cancelled() {
+        match node.read_barrier(pb::ReadConsistency::Linearizable).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "worker waiting for a leader before starting tasks");
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,

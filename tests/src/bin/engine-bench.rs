@@ -455,6 +455,7 @@ async fn verify_listing(s: &Setup, o: &Opts, prefix: &str) -> (bool, String) {
         prefix: prefix.to_string(),
         start_after: None,
         end: None,
+        path_order: false,
     };
     loop {
         match s.dst.list(&range, 1000).await {
@@ -603,6 +604,7 @@ async fn engine_run(s: &Setup, o: &Opts, run: usize) -> RunResult {
         prefix: SRC_PREFIX.into(),
         start_after: None,
         end: None,
+        path_order: false,
     };
     let map = KeyMap::new(SRC_PREFIX, prefix.clone());
     let filter = Filter::new();
