@@ -218,10 +218,20 @@ async fn complete(
             "size {} after completing, expected {}",
             got.info.size, task.bytes
         ));
-    } else if let (Some(a), Some(b)) = (meta.info.etag.as_deref(), got.info.etag.as_deref()) {
-        let (a, b) = (verify::norm_etag(a), verify::norm_etag(b));
-        if copts.verify != verify::Verify::None && verify::etags_comparable(&a, &b) && a != b && a.contains('-') {
-            problem = Some(format!("ETag {b} after completing, source has {a}"));
+    } else if let Some(d) = got.info.etag.as_deref().map(verify::norm_etag) {
+        // As the engine does for its own multipart copies: the final ETag must be the MD5 of the
+        // part ETags the parts returned (a store's part ETags of UploadPartCopy need not be the
+        // source's, so the source ETag is not compared).
+        let part_etags: Vec<String> = parts.iter().map(|p| verify::norm_etag(&p.etag)).collect();
+        let part_refs: Vec<&str> = part_etags.iter().map(String::as_str).collect();
+        if copts.verify != verify::Verify::None && verify::multipart_parts(&d).is_some() {
+            if let Some(expected) = crate::engine::checksum::multipart_etag_hex(&part_refs) {
+                if expected != d {
+                    problem = Some(format!(
+                        "multipart ETag {d} after completing does not match its parts ({expected})"
+                    ));
+                }
+            }
         }
     }
     let mut outcome = Outcome {
