@@ -22,12 +22,14 @@
 //!   time = the job's own `ended_at_ms − created_at_ms`.
 //! - **p5**: one object of `--size` (default 6 GiB, seeded by multipart upload in 8 MiB parts as
 //!   aws-cli would upload it; falls back to 3 GiB when the disk is short), copied server-side
-//!   (UploadPartCopy) by a mesh of each size with `job.split_object_bytes 1GiB` and
-//!   `job.part_task_bytes 1GiB`, by aws-cli (`aws s3 cp s3://src/p5/big s3://dst/…`) and by the
-//!   engine in-process. Every copy is deleted and the server vacuumed before the next one.
+//!   (UploadPartCopy) by a mesh of each size with `job.split_object_bytes` and
+//!   `job.part_task_bytes` = `--split` (1GiB), by aws-cli (`aws s3 cp s3://src/p5/big
+//!   s3://dst/…`) and by the engine in-process. Every copy's ETag is printed next to the source's,
+//!   then it is deleted and the server vacuumed before the next one.
 //! - **latency**: submit → first object copied, per job of one 16 KiB object, through a
-//!   pre-opened gRPC connection: Submit returns at t0; then every 10 ms a HEAD of the destination
-//!   object (when it first answers = the object is copied) and a `JobService.Get` (when
+//!   pre-opened gRPC connection, timed from the Submit call (t0); once it returns, every 10 ms a
+//!   HEAD of the destination object (when it first answers = the object is copied) and every 20 ms
+//!   a `JobService.Get` (when
 //!   `objects_done > 0` is first seen, and when the job is terminal), plus the job's own event
 //!   times (planning = LIST assigned, running = first COPY task planned).
 //! - **plan**: `--files` tiny files (100 folders) as an fs location, copied by `cp` to another fs
@@ -37,6 +39,7 @@
 //!   nodes built (`built snapshot … bytes=N` in their logs), the Raft entries the job cost.
 //!
 //! Every run prints a report and a `RESULT {json}` line; `job-bench table FILE` summarizes them.
+//! `JOB_BENCH_TRACE=1` prints the job's counters every 500 ms while a mesh run waits.
 //! The load average is printed with every number. See tests/bench/README.md and
 //! docs/benchmarks.md ("Distributed jobs (issue 4)").
 
@@ -272,11 +275,11 @@ fn disk_avail(p: &Path) -> u64 {
 }
 
 fn human(n: u64) -> String {
-    if n >= GIB && n % GIB == 0 {
+    if n >= GIB && n.is_multiple_of(GIB) {
         format!("{} GiB", n / GIB)
-    } else if n >= MIB && n % MIB == 0 {
+    } else if n >= MIB && n.is_multiple_of(MIB) {
         format!("{} MiB", n / MIB)
-    } else if n >= KIB && n % KIB == 0 {
+    } else if n >= KIB && n.is_multiple_of(KIB) {
         format!("{} KiB", n / KIB)
     } else if n >= 10 * MIB {
         format!("{:.1} MiB", n as f64 / MIB as f64)
@@ -1459,7 +1462,7 @@ fn latency(o: &Opts, rt: &tokio::runtime::Runtime) {
                     if t_obj.is_none() && dst.head(&key).await.is_ok() {
                         t_obj = Some(t0.elapsed().as_secs_f64());
                     }
-                    if k % 2 == 0 {
+                    if k.is_multiple_of(2) {
                         if let Ok(r) = cl
                             .job
                             .get(GetJobRequest {
@@ -1604,14 +1607,7 @@ fn any_file(dir: &Path) -> bool {
         }
         match e.file_type() {
             Ok(ft) if ft.is_file() => return true,
-            Ok(ft) if ft.is_dir() => {
-                if std::fs::read_dir(e.path())
-                    .map(|mut r| r.next().is_some())
-                    .unwrap_or(false)
-                {
-                    return true;
-                }
-            }
+            Ok(ft) if ft.is_dir() && std::fs::read_dir(e.path()).is_ok_and(|mut r| r.next().is_some()) => return true,
             _ => {}
         }
     }
@@ -1682,10 +1678,10 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
                 if t_first.is_none() && any_file(&target) {
                     t_first = Some(t0.elapsed().as_secs_f64());
                 }
-                if t_first.is_some() && k % 5 != 0 {
+                if t_first.is_some() && !k.is_multiple_of(5) {
                     continue;
                 }
-                if k % 100 == 0 {
+                if k.is_multiple_of(100) {
                     for (i, d) in data_dirs.iter().enumerate() {
                         peak_db[i] = peak_db[i].max(du_sb(d));
                     }
@@ -1742,7 +1738,7 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
         let snaps = m.snapshots();
         let copied = count_files(&target);
         let (planning, running, verifying) = event_times(&job, t0_ms);
-        let c = job.counters.clone().unwrap_or_default();
+        let c = job.counters.unwrap_or_default();
         let f = |x: Option<f64>| x.map(|v| format!("{v:.2}s")).unwrap_or("-".into());
         println!(
             "PLAN {} files on {nodes} node(s): job {} {}, {} tasks; since submit: planning {}, running {}, first file at dst {}, listing complete (objects_total = {}) {}, verifying {}, ended {}",
