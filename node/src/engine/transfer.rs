@@ -1269,7 +1269,8 @@ fn instrument(body: Body, hashes: Arc<Mutex<Hashes>>, opts: &CopyOptions) -> Bod
     }))
 }
 
-fn once_body(data: Bytes) -> Body {
+/// A body of one chunk already in memory.
+pub fn once_body(data: Bytes) -> Body {
     Box::pin(futures::stream::once(futures::future::ready(Ok(data))))
 }
 

@@ -20,21 +20,13 @@ use tokio_util::sync::CancellationToken;
 use super::report::LineBuf;
 use super::run::{copy_options, Ctx};
 use super::{End, Shared};
-use crate::engine::ops::{Action, Outcome};
-use crate::engine::store::{Body, CompletedPart, ObjectStore, StoreError};
+use crate::engine::ops::{Action, KeyMap, Outcome};
+use crate::engine::store::{CompletedPart, ObjectStore, StoreError};
 use crate::engine::transfer::{self, CopyMode, CopyOptions, RequestCounts};
 use crate::engine::verify;
 
 /// Parts copied at once by one PART_COPY task.
 const PARTS_IN_FLIGHT: usize = 4;
-
-fn dst_key(spec: &pb::JobSpec, key: &str) -> String {
-    format!(
-        "{}{}",
-        spec.dst_path,
-        key.strip_prefix(spec.src_path.as_str()).unwrap_or(key)
-    )
-}
 
 pub async fn run(
     ctx: &Arc<Ctx>,
@@ -48,7 +40,9 @@ pub async fn run(
     let src = ctx.store(&spec.src_location).await?;
     let dst = ctx.store(&spec.dst_location).await?;
     let copts = copy_options(ctx, job, cancel);
-    let dkey = dst_key(&spec, &task.key);
+    let Some(dkey) = KeyMap::new(spec.src_path.clone(), spec.dst_path.clone()).to_dst(&task.key) else {
+        return Ok(End::failed(format!("{} is outside the job's source path", task.key)));
+    };
     match TaskKind::try_from(task.kind) {
         Ok(TaskKind::PartInit) => init(src.as_ref(), dst.as_ref(), task, &dkey, &copts).await,
         Ok(TaskKind::PartCopy) => copy_parts(src.as_ref(), dst.as_ref(), task, &dkey, &copts, progress).await,
@@ -143,8 +137,7 @@ async fn copy_parts(
                         b.take(len).await;
                     }
                     transfer::with_retry(copts, "upload part", || {
-                        let body: Body = Box::pin(futures::stream::iter([Ok(data.clone())]));
-                        dst.upload_part(dkey, &task.upload_id, n, body, len, None)
+                        dst.upload_part(dkey, &task.upload_id, n, transfer::once_body(data.clone()), len, None)
                     })
                     .await?
                 }

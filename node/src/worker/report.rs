@@ -24,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::{Ctx, RESERVED_PREFIX};
 use super::End;
+use crate::engine::ops::KeyMap;
 use crate::engine::ops::{Action, Outcome};
-use crate::engine::store::{Body, KeyRange, ObjectStore, WriteOptions};
+use crate::engine::store::{KeyRange, ObjectStore, WriteOptions};
+use crate::engine::transfer::once_body;
 
 /// Report lines of one running task, shared between the task and the reporter.
 #[derive(Clone, Default)]
@@ -118,10 +120,6 @@ pub fn report_root(node: &crate::node::Node, job: &pb::Job) -> (String, String) 
     (dst, format!("{RESERVED_PREFIX}reports/"))
 }
 
-fn body_of(data: Bytes) -> Body {
-    Box::pin(futures::stream::iter([Ok(data)]))
-}
-
 /// Reads a whole (small) object.
 pub async fn read_all(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>, String> {
     let mut body = store.get(key, None).await.map_err(|e| e.to_string())?;
@@ -153,7 +151,7 @@ pub async fn write_chunk(
         data.push('\n');
         let len = data.len() as u64;
         store
-            .put(&key, body_of(Bytes::from(data)), len, &WriteOptions::default())
+            .put(&key, once_body(Bytes::from(data)), len, &WriteOptions::default())
             .await
             .map_err(|e| format!("writing report chunk {key}: {e}"))?;
         Ok::<(), String>(())
@@ -251,11 +249,9 @@ pub async fn finalize(
         if completed {
             continue;
         }
-        let dst_key = format!(
-            "{}{}",
-            spec.dst_path,
-            init.key.strip_prefix(spec.src_path.as_str()).unwrap_or(&init.key)
-        );
+        let Some(dst_key) = KeyMap::new(spec.src_path.clone(), spec.dst_path.clone()).to_dst(&init.key) else {
+            continue;
+        };
         match dst.abort_multipart(&dst_key, &init.upload_id).await {
             Ok(()) | Err(crate::engine::store::StoreError::NotFound { .. }) => {
                 events.push(format!("aborted the multipart upload of {}", init.key))
@@ -329,7 +325,7 @@ pub async fn finalize(
     let report_key = format!("{path}{}/report.jsonl", job.id);
     let len = data.len() as u64;
     store
-        .put(&report_key, body_of(Bytes::from(data)), len, &WriteOptions::default())
+        .put(&report_key, once_body(Bytes::from(data)), len, &WriteOptions::default())
         .await
         .map_err(|e| format!("writing the report {report_key}: {e}"))?;
     let _ = store.delete_many(&keys).await;
