@@ -129,12 +129,12 @@ impl Verify {
 /// Accepted forms of `--bwlimit`.
 pub const RATE_FORM: &str = "expected bytes per second like 50MiB/s, 100M or 1GB/s (units B, K/KiB, M/MiB, G/GiB, T/TiB, KB, MB, GB, TB; an optional /s)";
 
-/// Parses a `--bwlimit` rate: a size (see `mesh_raft::settings::parse_size`) with an optional
+/// Parses a `--bwlimit` rate: a size (see `mesh_proto::rules::parse_size`) with an optional
 /// `/s`, in bytes per second.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let t = t.strip_suffix("/s").unwrap_or(t);
-    mesh_raft::settings::parse_size(t).map_err(|_| format!("{s:?}: {RATE_FORM}"))
+    mesh_proto::rules::parse_size(t).map_err(|_| format!("{s:?}: {RATE_FORM}"))
 }
 
 /// `meshctl cp|mv SRC DST ...`
@@ -337,7 +337,7 @@ pub enum JobCommand {
         /// Job id
         id: String,
         /// Print at most this much of it (default 16MiB)
-        #[arg(long, value_name = "SIZE", value_parser = mesh_raft::settings::parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = mesh_proto::rules::parse_size)]
         max_bytes: Option<u64>,
     },
 }
@@ -496,7 +496,7 @@ pub enum TlsCaCommand {
         #[arg(long)]
         force: bool,
         /// Validity in days
-        #[arg(long, default_value_t = crate::tls::DEFAULT_CA_DAYS)]
+        #[arg(long, default_value_t = mesh_pki::DEFAULT_CA_DAYS)]
         days: u32,
     },
 }
@@ -519,7 +519,7 @@ pub enum TlsCertCommand {
         #[arg(long = "dns", value_name = "NAME")]
         dns: Vec<String>,
         /// Validity in days
-        #[arg(long, default_value_t = crate::tls::DEFAULT_CERT_DAYS)]
+        #[arg(long, default_value_t = mesh_pki::DEFAULT_CERT_DAYS)]
         days: u32,
     },
 }

@@ -6,13 +6,13 @@
 
 use std::io::Write;
 
+use mesh_proto::rules;
 use mesh_proto::v1::{
     AddCredentialRequest, AddLocationRequest, CredentialKind, GetLocationRequest, GetSettingRequest, JobAction, JobOp,
     ListCredentialsRequest, ListLocationsRequest, ListNodesRequest, ListSettingsRequest, Location, LocationKind,
     ReadConsistency, RemoveCredentialRequest, RemoveLocationRequest, RemoveNodeRequest, SetSettingRequest,
     StatusRequest, TestLocationRequest, TransferLeaderRequestPublic,
 };
-use mesh_raft::config as rules;
 use tonic::Status;
 
 use crate::cli::{
@@ -23,14 +23,14 @@ use crate::client::{connect, ClientOpts, Clients};
 use crate::errors::{from_status_with_ca, CliError};
 use crate::jobs;
 use crate::output;
-use crate::tls::{self, NodeCertRequest, TlsError};
+use mesh_pki::{NodeCertRequest, TlsError};
 
 /// Runs one parsed command line, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let g = &cli.global;
     let text = match cli.command {
         Command::Tls(TlsCommand::Ca(TlsCaCommand::Create { dir, force, days })) => {
-            output::ca_created(&tls::create_ca(&dir, force, days).map_err(tls_error)?, g.output)
+            output::ca_created(&mesh_pki::create_ca(&dir, force, days).map_err(tls_error)?, g.output)
         }
         Command::Tls(TlsCommand::Cert(TlsCertCommand::Create {
             dir,
@@ -40,7 +40,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             days,
         })) => {
             let req = NodeCertRequest { node, ips, dns, days };
-            output::cert_created(&tls::create_node_cert(&dir, &req).map_err(tls_error)?, g.output)
+            output::cert_created(&mesh_pki::create_node_cert(&dir, &req).map_err(tls_error)?, g.output)
         }
         Command::Cluster(ClusterCommand::Status { local }) => cluster_status(g, local).await?,
         Command::Cluster(ClusterCommand::TransferLeader { to }) => transfer_leader(g, to).await?,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use tonic::{Code, Status};
 
 /// Metadata key of the machine-readable reason meshd attaches to error statuses.
-pub const REASON_KEY: &str = "mesh-reason";
+pub use mesh_proto::REASON_KEY;
 
 const ADDR_HINT: &str = "check that the node is running and that --addr / MESH_ADDR names its gRPC port (default 7400)";
 

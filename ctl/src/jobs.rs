@@ -14,11 +14,11 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use mesh_proto::names::{is_terminal_job_state as is_terminal, job_state as job_state_name};
 use mesh_proto::v1::{
     ControlJobRequest, FilterRule, GetJobRequest, JobAction, JobLogsRequest, JobOp, JobReportRequest, JobSpec,
     JobState, JobView, ListJobsRequest, ReadConsistency, SubmitJobRequest,
 };
-use mesh_raft::jobs::{is_terminal, job_state_name};
 use tonic::{Code, Status};
 
 use crate::cli::{GlobalArgs, StateFilter, TransferArgs};

@@ -2,13 +2,12 @@
 //!
 //! The binary (`src/main.rs`) only parses the command line and calls [`commands::run`]. Everything
 //! else lives here so that the end-to-end tests in `tests/` can reuse the client
-//! ([`client::connect`]), the TLS tooling ([`tls`]) and the error classification ([`errors`]).
+//! ([`client::connect`]), and the error classification ([`errors`]).
 //!
 //! - [`cli`]: the clap command line (global `--addr/--token/--cacert/-o`, noun-verb subcommands).
 //! - [`config`]: the `.meshctl.toml` fallback and flag > env > file resolution.
 //! - [`client`]: a TLS + bearer-token gRPC connection to one meshd node.
 //! - [`errors`]: turns transport, TLS and gRPC failures into messages with a hint and an exit code.
-//! - [`tls`]: cluster CA and node certificates (`meshctl tls ...`).
 //! - [`output`]: table and JSON rendering of every response.
 //! - [`commands`]: one function per subcommand.
 //! - [`jobs`]: `cp`, `mv`, `sync` and `job ...`, with the `--wait` / `job watch` progress loop.
@@ -20,4 +19,3 @@ pub mod config;
 pub mod errors;
 pub mod jobs;
 pub mod output;
-pub mod tls;

@@ -4,6 +4,8 @@
 //! so scripts can rely on it. Tables are for people: durations like `120ms` / `3.2s`, `-` for
 //! unknown or empty values, lowercase roles and states, UTC timestamps.
 
+use mesh_proto::names::job_state as job_state_name;
+use mesh_proto::names::{credential_kind as credential_kind_name, location_kind as location_kind_name};
 use mesh_proto::v1::{
     AddCredentialResponse, AddLocationResponse, CredentialView, GetLocationResponse, GetSettingResponse, Job,
     JobAction, JobCounters, JobEvent, JobOp, JobSpec, JobState, JobView, ListCredentialsResponse, ListJobsResponse,
@@ -11,11 +13,9 @@ use mesh_proto::v1::{
     RemoveCredentialResponse, RemoveLocationResponse, SetSettingResponse, Setting, SettingView, StatusResponse,
     TestLocationResponse, TransferLeaderResponsePublic,
 };
-use mesh_raft::config::{credential_kind_name, location_kind_name};
-use mesh_raft::jobs::job_state_name;
 use serde::Serialize;
 
-use crate::tls::{CaFiles, NodeCertFiles};
+use mesh_pki::{CaFiles, NodeCertFiles};
 
 /// Output format of `-o/--output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

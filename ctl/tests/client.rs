@@ -31,7 +31,7 @@ async fn wrong_ca_is_a_certificate_error() {
     let dir = tempfile::tempdir().unwrap();
     let other = tempfile::tempdir().unwrap();
     let addr = serve(Some(make_pki(dir.path()))).await;
-    meshctl::tls::create_ca(other.path(), false, 30).unwrap();
+    mesh_pki::create_ca(other.path(), false, 30).unwrap();
     let err = connect(&opts(addr.to_string(), ca_path(other.path()), TOKEN))
         .await
         .unwrap_err();

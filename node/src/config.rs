@@ -348,7 +348,7 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 fn duration_of(key: &'static str, value: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match value {
         None => Ok(default),
-        Some(v) => mesh_raft::settings::parse_duration(&v).map_err(|m| err(key, m)),
+        Some(v) => mesh_proto::rules::parse_duration(&v).map_err(|m| err(key, m)),
     }
 }
 

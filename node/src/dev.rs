@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use meshctl::tls::{create_ca, create_node_cert, NodeCertRequest};
+use mesh_pki::{create_ca, create_node_cert, NodeCertRequest};
 
+use crate::cluster::identity::{write_atomic, ROOT_TOKEN_FILE};
 use crate::config::{Config, TlsFiles};
-use crate::identity::{write_atomic, ROOT_TOKEN_FILE};
 
 const NODE_NAME: &str = "dev-node";
 

@@ -4,10 +4,8 @@
 //! kind to a status code, a message that says what is wrong and what to do, and a machine-readable
 //! `mesh-reason` metadata entry that meshctl and other clients switch on.
 
+use mesh_proto::{Reason, REASON_KEY};
 use tonic::{metadata::MetadataValue, Code, Status};
-
-/// Metadata key carrying the machine-readable reason of an error status.
-pub const REASON_KEY: &str = "mesh-reason";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -50,23 +48,43 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Machine-readable reason sent as `mesh-reason`.
-    pub fn reason(&self) -> &'static str {
+    /// The machine-readable reason sent as `mesh-reason`.
+    pub fn reason(&self) -> Reason {
         match self {
-            ApiError::NoLeader => "NO_LEADER",
-            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
-            ApiError::PermissionDenied(_) => "PERMISSION_DENIED",
-            ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::InvalidArgument(_) => "INVALID_ARGUMENT",
-            ApiError::AlreadyInitialized(_) => "ALREADY_INITIALIZED",
-            ApiError::AlreadyExists(_) => "ALREADY_EXISTS",
-            ApiError::InUse(_) => "IN_USE",
-            ApiError::FailedPrecondition(_) => "FAILED_PRECONDITION",
-            ApiError::WrongNode(_) => "WRONG_NODE",
-            ApiError::WrongCluster(_) => "WRONG_CLUSTER",
-            ApiError::Unavailable(_) => "UNAVAILABLE",
-            ApiError::SnapshotMismatch(_) => "SNAPSHOT_MISMATCH",
-            ApiError::Internal(_) => "INTERNAL",
+            ApiError::NoLeader => Reason::NoLeader,
+            ApiError::Unauthenticated(_) => Reason::Unauthenticated,
+            ApiError::PermissionDenied(_) => Reason::PermissionDenied,
+            ApiError::NotFound(_) => Reason::NotFound,
+            ApiError::InvalidArgument(_) => Reason::InvalidArgument,
+            ApiError::AlreadyInitialized(_) => Reason::AlreadyInitialized,
+            ApiError::AlreadyExists(_) => Reason::AlreadyExists,
+            ApiError::InUse(_) => Reason::InUse,
+            ApiError::FailedPrecondition(_) => Reason::FailedPrecondition,
+            ApiError::WrongNode(_) => Reason::WrongNode,
+            ApiError::WrongCluster(_) => Reason::WrongCluster,
+            ApiError::Unavailable(_) => Reason::Unavailable,
+            ApiError::SnapshotMismatch(_) => Reason::SnapshotMismatch,
+            ApiError::Internal(_) => Reason::Internal,
+        }
+    }
+
+    /// The error of `reason` with `message` (the inverse of [`ApiError::reason`]).
+    pub fn of(reason: Reason, message: String) -> ApiError {
+        match reason {
+            Reason::NoLeader => ApiError::NoLeader,
+            Reason::Unauthenticated => ApiError::Unauthenticated(message),
+            Reason::PermissionDenied => ApiError::PermissionDenied(message),
+            Reason::NotFound => ApiError::NotFound(message),
+            Reason::InvalidArgument => ApiError::InvalidArgument(message),
+            Reason::AlreadyInitialized => ApiError::AlreadyInitialized(message),
+            Reason::AlreadyExists => ApiError::AlreadyExists(message),
+            Reason::InUse => ApiError::InUse(message),
+            Reason::FailedPrecondition => ApiError::FailedPrecondition(message),
+            Reason::WrongNode => ApiError::WrongNode(message),
+            Reason::WrongCluster => ApiError::WrongCluster(message),
+            Reason::Unavailable => ApiError::Unavailable(message),
+            Reason::SnapshotMismatch => ApiError::SnapshotMismatch(message),
+            Reason::Internal => ApiError::Internal(message),
         }
     }
 
@@ -86,42 +104,30 @@ impl ApiError {
         }
     }
 
-    /// Builds the error a deterministic state-machine refusal stands for.
+    /// Builds the error a deterministic state-machine refusal stands for (an unknown reason from
+    /// a newer node counts as bad input).
     pub fn from_refusal(reason: &str, message: String) -> ApiError {
-        match reason {
-            "NOT_FOUND" => ApiError::NotFound(message),
-            "ALREADY_INITIALIZED" => ApiError::AlreadyInitialized(message),
-            "ALREADY_EXISTS" => ApiError::AlreadyExists(message),
-            "IN_USE" => ApiError::InUse(message),
-            "FAILED_PRECONDITION" => ApiError::FailedPrecondition(message),
-            _ => ApiError::InvalidArgument(message),
-        }
+        ApiError::of(Reason::parse(reason).unwrap_or(Reason::InvalidArgument), message)
     }
 
-    /// Rebuilds an ApiError from a status returned by a peer (forwarded writes), keeping its reason.
+    /// Rebuilds an ApiError from a status returned by a peer (forwarded writes), keeping its
+    /// reason. A status without a known reason (a transport failure) is UNAVAILABLE.
     pub fn from_status(status: &Status) -> ApiError {
-        let reason = status
-            .metadata()
-            .get(REASON_KEY)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
         let msg = status.message().to_string();
-        match reason {
-            "NO_LEADER" => ApiError::NoLeader,
-            "UNAUTHENTICATED" => ApiError::Unauthenticated(msg),
-            "PERMISSION_DENIED" => ApiError::PermissionDenied(msg),
-            "NOT_FOUND" => ApiError::NotFound(msg),
-            "INVALID_ARGUMENT" => ApiError::InvalidArgument(msg),
-            "ALREADY_INITIALIZED" => ApiError::AlreadyInitialized(msg),
-            "ALREADY_EXISTS" => ApiError::AlreadyExists(msg),
-            "IN_USE" => ApiError::InUse(msg),
-            "FAILED_PRECONDITION" => ApiError::FailedPrecondition(msg),
-            "WRONG_NODE" => ApiError::WrongNode(msg),
-            "WRONG_CLUSTER" => ApiError::WrongCluster(msg),
-            "INTERNAL" => ApiError::Internal(msg),
-            _ => ApiError::Unavailable(format!("peer call failed: {} ({:?})", msg, status.code())),
+        match reason_of(status) {
+            Some(reason) => ApiError::of(reason, msg),
+            None => ApiError::Unavailable(format!("peer call failed: {} ({:?})", msg, status.code())),
         }
     }
+}
+
+/// The reason a status carries, if it carries one this build knows.
+pub fn reason_of(status: &Status) -> Option<Reason> {
+    status
+        .metadata()
+        .get(REASON_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Reason::parse)
 }
 
 impl From<ApiError> for Status {
@@ -129,7 +135,7 @@ impl From<ApiError> for Status {
         let mut status = Status::new(err.code(), err.to_string());
         status
             .metadata_mut()
-            .insert(REASON_KEY, MetadataValue::from_static(err.reason()));
+            .insert(REASON_KEY, MetadataValue::from_static(err.reason().as_str()));
         status
     }
 }
@@ -139,27 +145,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_error_keeps_its_reason_through_a_status() {
-        let all = [
-            ApiError::NoLeader,
-            ApiError::Unauthenticated("u".into()),
-            ApiError::PermissionDenied("p".into()),
-            ApiError::NotFound("n".into()),
-            ApiError::InvalidArgument("i".into()),
-            ApiError::AlreadyInitialized("a".into()),
-            ApiError::AlreadyExists("e".into()),
-            ApiError::InUse("u".into()),
-            ApiError::FailedPrecondition("f".into()),
-            ApiError::WrongNode("w".into()),
-            ApiError::WrongCluster("c".into()),
-            ApiError::Internal("x".into()),
-        ];
-        for err in all {
-            let reason = err.reason();
+    fn every_reason_survives_a_status_round_trip() {
+        for reason in Reason::all() {
+            let err = ApiError::of(reason, "m".into());
+            assert_eq!(err.reason(), reason);
             let status = Status::from(err);
-            assert_eq!(status.metadata().get(REASON_KEY).unwrap(), reason);
+            assert_eq!(status.metadata().get(REASON_KEY).unwrap(), reason.as_str());
             assert_eq!(ApiError::from_status(&status).reason(), reason);
         }
+    }
+
+    #[test]
+    fn a_status_without_a_known_reason_is_unavailable() {
+        let mut s = Status::internal("boom");
+        assert_eq!(ApiError::from_status(&s).reason(), Reason::Unavailable);
+        s.metadata_mut()
+            .insert(REASON_KEY, MetadataValue::from_static("FROM_THE_FUTURE"));
+        assert_eq!(ApiError::from_status(&s).reason(), Reason::Unavailable);
+        assert_eq!(
+            ApiError::from_refusal("INVALID", "x".into()).reason(),
+            Reason::InvalidArgument
+        );
     }
 
     #[test]

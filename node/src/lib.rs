@@ -14,22 +14,14 @@
 //! - [`secrets`]: the cluster data key and the encrypted secrets of credentials.
 //! - [`tls`], [`identity`], [`dev`], [`metrics`].
 
-pub mod auth;
-pub mod bootstrap;
+pub mod cluster;
 pub mod config;
-pub mod controller;
 pub mod dev;
-pub mod engine;
 pub mod error;
-pub mod identity;
-pub mod membership;
+pub mod jobs;
 pub mod metrics;
-pub mod network;
+pub mod net;
 pub mod node;
-pub mod peers;
 pub mod run;
-pub mod scheduler;
 pub mod secrets;
 pub mod server;
-pub mod tls;
-pub mod worker;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::peers::{is_transport_failure, Peers};
+use crate::net::peers::{is_transport_failure, Peers};
 
 /// How long a write or a linearizable read waits for a leader before giving up with NO_LEADER.
 const LEADER_WAIT: Duration = Duration::from_secs(10);

@@ -20,15 +20,16 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
-use crate::auth::{ClientAuth, PeerAuth};
+use crate::cluster::{bootstrap, controller, identity, membership};
 use crate::config::Config;
+use crate::dev;
 use crate::metrics::Metrics;
-use crate::network::Network;
+use crate::net::network::Network;
+use crate::net::peers::{Peers, MAX_PEER_MESSAGE};
+use crate::net::tls::TlsMaterial;
 use crate::node::Node;
-use crate::peers::{Peers, MAX_PEER_MESSAGE};
+use crate::server::auth::{ClientAuth, PeerAuth};
 use crate::server::{cluster::ClusterRpc, config::ConfigRpc, jobs::JobRpc, peer::PeerRpc, raft::RaftRpc};
-use crate::tls::TlsMaterial;
-use crate::{bootstrap, controller, dev, identity, membership};
 
 /// How a node run ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +229,7 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
     // The worker stops first on a drain (a child of the shutdown signal): its tasks report their
     // checkpoints and are handed back while Raft and the servers still run.
     let worker_stop = shutdown.child_token();
-    let worker_task = tokio::spawn(crate::worker::run(node.clone(), worker_stop.clone()));
+    let worker_task = tokio::spawn(crate::jobs::worker::run(node.clone(), worker_stop.clone()));
     let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     {
         let node = node.clone();

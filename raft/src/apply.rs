@@ -3,42 +3,35 @@
 //! I/O, so every node computes the same tables from the same log.
 //!
 //! A refused command leaves the tables unchanged and returns a response with `error` (for humans)
-//! and `reason` (`ALREADY_INITIALIZED`, `NOT_FOUND`, `INVALID`, and for the configuration tables
-//! `ALREADY_EXISTS`, `IN_USE`; see [`crate::config`]).
+//! and `reason` (a [`Reason`]: `ALREADY_INITIALIZED`, `NOT_FOUND`, `INVALID_ARGUMENT`, and for the
+//! configuration and job tables `ALREADY_EXISTS`, `IN_USE`, `FAILED_PRECONDITION`).
 
 use mesh_proto::v1::{self as pb, command::Kind, NodeState};
+use mesh_proto::{names, Reason};
 
 use crate::config;
 use crate::jobs;
 use crate::settings;
 use crate::tables::Tables;
 
-pub const REASON_ALREADY_INITIALIZED: &str = "ALREADY_INITIALIZED";
-pub const REASON_NOT_FOUND: &str = "NOT_FOUND";
-pub const REASON_INVALID: &str = "INVALID";
+/// A refusal of a command by the state machine: why, and what to tell the operator.
+pub type Refusal = (Reason, String);
+
+/// A refusal for malformed input.
+pub(crate) fn invalid(msg: impl Into<String>) -> Refusal {
+    (Reason::InvalidArgument, msg.into())
+}
 
 fn ok() -> pb::CommandResponse {
     pb::CommandResponse::default()
 }
 
-fn refuse(reason: &str, error: impl Into<String>) -> pb::CommandResponse {
+fn refuse(reason: Reason, error: impl Into<String>) -> pb::CommandResponse {
     pb::CommandResponse {
         error: error.into(),
         reason: reason.to_string(),
         ..Default::default()
     }
-}
-
-/// Human name of a node state ("active", "left", ...), or None for an unknown enum value.
-pub fn state_name(state: i32) -> Option<&'static str> {
-    Some(match NodeState::try_from(state).ok()? {
-        NodeState::Unspecified => "unspecified",
-        NodeState::Joining => "joining",
-        NodeState::Active => "active",
-        NodeState::Draining => "draining",
-        NodeState::Down => "down",
-        NodeState::Left => "left",
-    })
 }
 
 fn known_state(state: i32) -> bool {
@@ -50,7 +43,7 @@ pub fn apply_command(t: &mut Tables, cmd: &pb::Command) -> pb::CommandResponse {
     let at = cmd.at_ms;
     match &cmd.kind {
         None => refuse(
-            REASON_INVALID,
+            Reason::InvalidArgument,
             "command has no kind (unknown command, proposed by a newer version?)",
         ),
         Some(Kind::Noop(_)) => ok(),
@@ -87,7 +80,7 @@ fn task_attempts(t: &Tables) -> u32 {
 }
 
 /// A response from the result of a table operation that leaves the tables unchanged on error.
-fn result(r: Result<(), config::Refusal>) -> pb::CommandResponse {
+fn result(r: Result<(), Refusal>) -> pb::CommandResponse {
     match r {
         Ok(()) => ok(),
         Err((reason, error)) => refuse(reason, error),
@@ -97,12 +90,12 @@ fn result(r: Result<(), config::Refusal>) -> pb::CommandResponse {
 fn init_cluster(t: &mut Tables, c: &pb::InitCluster, at: u64) -> pb::CommandResponse {
     if let Some(existing) = &t.cluster {
         return refuse(
-            REASON_ALREADY_INITIALIZED,
+            Reason::AlreadyInitialized,
             format!("cluster already initialized (cluster id {})", existing.cluster_id),
         );
     }
     if c.cluster_id.is_empty() {
-        return refuse(REASON_INVALID, "InitCluster needs a non-empty cluster_id");
+        return refuse(Reason::InvalidArgument, "InitCluster needs a non-empty cluster_id");
     }
     t.cluster = Some(pb::ClusterInfo {
         cluster_id: c.cluster_id.clone(),
@@ -115,14 +108,14 @@ fn init_cluster(t: &mut Tables, c: &pb::InitCluster, at: u64) -> pb::CommandResp
 
 fn upsert_node(t: &mut Tables, u: &pb::UpsertNode, at: u64) -> pb::CommandResponse {
     let Some(node) = &u.node else {
-        return refuse(REASON_INVALID, "UpsertNode without a node record");
+        return refuse(Reason::InvalidArgument, "UpsertNode without a node record");
     };
     if node.id == 0 {
-        return refuse(REASON_INVALID, "node id 0 is not a valid node id");
+        return refuse(Reason::InvalidArgument, "node id 0 is not a valid node id");
     }
     if !known_state(node.state) {
         return refuse(
-            REASON_INVALID,
+            Reason::InvalidArgument,
             format!("node {}: unknown node state {}", node.id, node.state),
         );
     }
@@ -130,7 +123,7 @@ fn upsert_node(t: &mut Tables, u: &pb::UpsertNode, at: u64) -> pb::CommandRespon
     match t.nodes.get(&node.id) {
         Some(old) if old.state == NodeState::Left as i32 => {
             return refuse(
-                REASON_INVALID,
+                Reason::InvalidArgument,
                 format!(
                     "node {} has left the cluster; node ids are never reused, start it with a fresh data dir",
                     node.id
@@ -164,20 +157,20 @@ fn upsert_node(t: &mut Tables, u: &pb::UpsertNode, at: u64) -> pb::CommandRespon
 fn set_node_state(t: &mut Tables, s: &pb::SetNodeState, at: u64) -> pb::CommandResponse {
     if !known_state(s.state) || s.state == NodeState::Unspecified as i32 {
         return refuse(
-            REASON_INVALID,
+            Reason::InvalidArgument,
             format!("node {}: invalid target state {}", s.node_id, s.state),
         );
     }
     let Some(rec) = t.nodes.get_mut(&s.node_id) else {
-        return refuse(REASON_NOT_FOUND, format!("node {} not found", s.node_id));
+        return refuse(Reason::NotFound, format!("node {} not found", s.node_id));
     };
     if rec.state == NodeState::Left as i32 && s.state != NodeState::Left as i32 {
         return refuse(
-            REASON_INVALID,
+            Reason::InvalidArgument,
             format!(
                 "node {} has left the cluster and cannot become {}; node ids are never reused",
                 s.node_id,
-                state_name(s.state).unwrap_or("?")
+                names::node_state(s.state)
             ),
         );
     }
@@ -191,7 +184,7 @@ fn set_node_state(t: &mut Tables, s: &pb::SetNodeState, at: u64) -> pb::CommandR
 
 fn set_setting(t: &mut Tables, s: &pb::SetSetting, at: u64) -> pb::CommandResponse {
     if let Err(e) = settings::validate(&s.name, &s.value) {
-        return refuse(REASON_INVALID, e);
+        return refuse(Reason::InvalidArgument, e);
     }
     t.settings.insert(
         s.name.clone(),
@@ -206,7 +199,7 @@ fn set_setting(t: &mut Tables, s: &pb::SetSetting, at: u64) -> pb::CommandRespon
 
 fn delete_setting(t: &mut Tables, d: &pb::DeleteSetting) -> pb::CommandResponse {
     if settings::spec(&d.name).is_none() {
-        return refuse(REASON_NOT_FOUND, format!("unknown setting {:?}", d.name));
+        return refuse(Reason::NotFound, format!("unknown setting {:?}", d.name));
     }
     t.settings.remove(&d.name);
     ok()

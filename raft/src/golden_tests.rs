@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 
 use mesh_proto::v1::{self as pb, command::Kind, NodeState};
 
-use crate::apply::{apply_command, state_name};
-use crate::config;
+use crate::apply::apply_command;
 use crate::tables::{AppliedState, Tables};
+use mesh_proto::names;
 
 fn tokenize(line: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -228,7 +228,7 @@ fn dump(t: &Tables) -> String {
             n.region,
             n.zone,
             n.version,
-            state_name(n.state).unwrap_or("?"),
+            names::node_state(n.state),
             n.capacity_slots,
             n.joined_at_ms,
             n.state_changed_at_ms,
@@ -253,7 +253,7 @@ fn dump(t: &Tables) -> String {
             out,
             "credential {} kind={} access_key_id={} secret={} token={} role_arn={} external_id={} via={} key={} created_at={} updated_at={}",
             c.name,
-            config::credential_kind_name(c.kind),
+            names::credential_kind(c.kind),
             or_dash(&c.access_key_id),
             enc(&c.secret_access_key_enc),
             enc(&c.session_token_enc),
@@ -281,7 +281,7 @@ fn dump(t: &Tables) -> String {
                 out,
                 "location {} kind={} bucket={} prefix={:?} region={} endpoint={} path_style={} credential={} storage_class={} sse={} kms_key_id={} tenant={} created_at={} updated_at={}",
                 l.name,
-                config::location_kind_name(l.kind),
+                names::location_kind(l.kind),
                 l.bucket,
                 l.prefix,
                 or_dash(&l.region),

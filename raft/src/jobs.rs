@@ -29,12 +29,12 @@
 
 use mesh_proto::v1::{self as pb, JobAction, JobState, NodeState, TaskKind, TaskOutcome, TaskState};
 
-use crate::apply::{REASON_INVALID, REASON_NOT_FOUND};
-use crate::config::Refusal;
-use crate::tables::Tables;
+use mesh_proto::names::{self, job_state as job_state_name, task_kind as task_kind_name};
+use mesh_proto::rules::validate_path;
+use mesh_proto::Reason;
 
-pub const REASON_ALREADY_EXISTS: &str = "ALREADY_EXISTS";
-pub const REASON_FAILED_PRECONDITION: &str = "FAILED_PRECONDITION";
+use crate::apply::{invalid, Refusal};
+use crate::tables::Tables;
 
 /// Events a job keeps (the newest).
 pub const MAX_EVENTS: usize = 200;
@@ -46,64 +46,9 @@ pub const MAX_BACKOFF_MS: u64 = 60_000;
 /// Key of a task in the `tasks` table.
 pub type TaskKey = (String, u64);
 
-fn invalid(msg: impl Into<String>) -> Refusal {
-    (REASON_INVALID, msg.into())
-}
-
 /// Whether a job state is final.
 pub fn is_terminal(state: i32) -> bool {
-    matches!(
-        JobState::try_from(state),
-        Ok(JobState::Completed | JobState::CompletedWithWarnings | JobState::Failed | JobState::Cancelled)
-    )
-}
-
-/// Human name of a job state ("running", "completed_with_warnings", ...).
-pub fn job_state_name(state: i32) -> &'static str {
-    match JobState::try_from(state) {
-        Ok(JobState::Queued) => "queued",
-        Ok(JobState::Planning) => "planning",
-        Ok(JobState::Running) => "running",
-        Ok(JobState::Paused) => "paused",
-        Ok(JobState::Verifying) => "verifying",
-        Ok(JobState::Completed) => "completed",
-        Ok(JobState::CompletedWithWarnings) => "completed_with_warnings",
-        Ok(JobState::Failed) => "failed",
-        Ok(JobState::Cancelled) => "cancelled",
-        Ok(JobState::Cancelling) => "cancelling",
-        _ => "unknown",
-    }
-}
-
-/// Parses a job state name (as [`job_state_name`] prints it).
-pub fn parse_job_state(s: &str) -> Option<JobState> {
-    [
-        JobState::Queued,
-        JobState::Planning,
-        JobState::Running,
-        JobState::Paused,
-        JobState::Verifying,
-        JobState::Completed,
-        JobState::CompletedWithWarnings,
-        JobState::Failed,
-        JobState::Cancelled,
-        JobState::Cancelling,
-    ]
-    .into_iter()
-    .find(|st| job_state_name(*st as i32) == s)
-}
-
-/// Human name of a task kind.
-pub fn task_kind_name(kind: i32) -> &'static str {
-    match TaskKind::try_from(kind) {
-        Ok(TaskKind::List) => "list",
-        Ok(TaskKind::Copy) => "copy",
-        Ok(TaskKind::PartInit) => "part-init",
-        Ok(TaskKind::PartCopy) => "part-copy",
-        Ok(TaskKind::PartComplete) => "part-complete",
-        Ok(TaskKind::Finalize) => "finalize",
-        _ => "unknown",
-    }
+    names::is_terminal_job_state(state)
 }
 
 /// Whether a task still needs work (not done, not failed).
@@ -175,7 +120,7 @@ pub fn submit(t: &mut Tables, s: &pb::SubmitJob, at: u64) -> Result<(), Refusal>
         )));
     }
     if t.jobs.contains_key(&job.id) {
-        return Err((REASON_ALREADY_EXISTS, format!("job {} already exists", job.id)));
+        return Err((Reason::AlreadyExists, format!("job {} already exists", job.id)));
     }
     let Some(spec) = &job.spec else {
         return Err(invalid(format!("job {} has no spec", job.id)));
@@ -255,24 +200,6 @@ pub fn validate_spec(t: &Tables, spec: &pb::JobSpec) -> Result<(), String> {
         if let Some(why) = overlap(t, spec) {
             return Err(why);
         }
-    }
-    Ok(())
-}
-
-/// A job path: relative ("" or not starting with '/'), no `.`/`..` segment, ends with '/' when
-/// not empty (a folder of the location).
-pub fn validate_path(p: &str) -> Result<(), String> {
-    if p.is_empty() {
-        return Ok(());
-    }
-    if p.starts_with('/') {
-        return Err("must be relative to the location (no leading '/')".into());
-    }
-    if p.split('/').any(|s| s == "." || s == "..") {
-        return Err("must stay inside its location ('.' and '..' are not allowed)".into());
-    }
-    if !p.ends_with('/') {
-        return Err("must name a folder and end with '/'".into());
     }
     Ok(())
 }
@@ -788,7 +715,7 @@ fn finish_job(t: &mut Tables, job_id: &str, rep: &pb::TaskReport, at: u64) {
 /// ControlJob: pause, resume, cancel.
 pub fn control(t: &mut Tables, c: &pb::ControlJob, at: u64) -> Result<(), Refusal> {
     let Some(job) = t.jobs.get_mut(&c.job_id) else {
-        return Err((REASON_NOT_FOUND, format!("job {} not found", c.job_id)));
+        return Err((Reason::NotFound, format!("job {} not found", c.job_id)));
     };
     let state = JobState::try_from(job.state).unwrap_or(JobState::Unspecified);
     let name = job_state_name(job.state);
@@ -801,7 +728,7 @@ pub fn control(t: &mut Tables, c: &pb::ControlJob, at: u64) -> Result<(), Refusa
         JobAction::Pause => {
             if !matches!(state, JobState::Queued | JobState::Planning | JobState::Running) {
                 return Err((
-                    REASON_FAILED_PRECONDITION,
+                    Reason::FailedPrecondition,
                     format!(
                         "job {} is {name}; only a queued, planning or running job can be paused",
                         c.job_id
@@ -821,7 +748,7 @@ pub fn control(t: &mut Tables, c: &pb::ControlJob, at: u64) -> Result<(), Refusa
         JobAction::Resume => {
             if state != JobState::Paused {
                 return Err((
-                    REASON_FAILED_PRECONDITION,
+                    Reason::FailedPrecondition,
                     format!("job {} is {name}; only a paused job can be resumed", c.job_id),
                 ));
             }
@@ -842,7 +769,7 @@ pub fn control(t: &mut Tables, c: &pb::ControlJob, at: u64) -> Result<(), Refusa
         JobAction::Cancel => {
             if is_terminal(job.state) || state == JobState::Cancelling {
                 return Err((
-                    REASON_FAILED_PRECONDITION,
+                    Reason::FailedPrecondition,
                     format!("job {} is already {name}", c.job_id),
                 ));
             }

@@ -463,25 +463,34 @@ fn submit_of_a_finished_job_id_is_still_already_exists() {
 #[test]
 fn submit_without_job_id_spec_or_op_is_invalid() {
     let mut h = H::new();
-    h.refused(Kind::SubmitJob(pb::SubmitJob { job: None }), "INVALID");
-    h.refused(submit("", copy_spec()), "INVALID");
+    h.refused(Kind::SubmitJob(pb::SubmitJob { job: None }), "INVALID_ARGUMENT");
+    h.refused(submit("", copy_spec()), "INVALID_ARGUMENT");
     let no_spec = Kind::SubmitJob(pb::SubmitJob {
         job: Some(pb::Job {
             id: "j1".into(),
             ..Default::default()
         }),
     });
-    assert!(h.refused(no_spec, "INVALID").contains("no spec"));
-    let e = h.refused(submit("j1", spec(JobOp::Unspecified, "src", "", "dst", "")), "INVALID");
+    assert!(h.refused(no_spec, "INVALID_ARGUMENT").contains("no spec"));
+    let e = h.refused(
+        submit("j1", spec(JobOp::Unspecified, "src", "", "dst", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("copy, move or sync"), "{e}");
 }
 
 #[test]
 fn submit_with_an_unknown_location_is_invalid() {
     let mut h = H::new();
-    let e = h.refused(submit("j1", spec(JobOp::Copy, "nope", "", "dst", "")), "INVALID");
+    let e = h.refused(
+        submit("j1", spec(JobOp::Copy, "nope", "", "dst", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("source location \"nope\" does not exist"), "{e}");
-    let e = h.refused(submit("j1", spec(JobOp::Copy, "src", "", "gone", "")), "INVALID");
+    let e = h.refused(
+        submit("j1", spec(JobOp::Copy, "src", "", "gone", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("destination location \"gone\" does not exist"), "{e}");
     assert!(e.contains("meshctl location list"), "{e}");
 }
@@ -497,9 +506,15 @@ fn submit_with_a_bad_path_is_invalid() {
         ("noslash", "end with '/'"),
         ("a/b", "end with '/'"),
     ] {
-        let e = h.refused(submit("j1", spec(JobOp::Copy, "src", path, "dst", "")), "INVALID");
+        let e = h.refused(
+            submit("j1", spec(JobOp::Copy, "src", path, "dst", "")),
+            "INVALID_ARGUMENT",
+        );
         assert!(e.contains("source path") && e.contains(why), "{path}: {e}");
-        let e = h.refused(submit("j1", spec(JobOp::Copy, "src", "", "dst", path)), "INVALID");
+        let e = h.refused(
+            submit("j1", spec(JobOp::Copy, "src", "", "dst", path)),
+            "INVALID_ARGUMENT",
+        );
         assert!(e.contains("destination path") && e.contains(why), "{path}: {e}");
     }
     // Well-formed paths pass.
@@ -517,7 +532,7 @@ fn submit_with_an_unknown_tier_verify_or_sse_is_invalid() {
                 ..copy_spec()
             },
         ),
-        "INVALID",
+        "INVALID_ARGUMENT",
     );
     assert!(
         e.contains("unknown tier \"gold\"") && e.contains("express, plus or ultra"),
@@ -531,7 +546,7 @@ fn submit_with_an_unknown_tier_verify_or_sse_is_invalid() {
                 ..copy_spec()
             },
         ),
-        "INVALID",
+        "INVALID_ARGUMENT",
     );
     assert!(
         e.contains("unknown verify mode \"md5\"") && e.contains("checksum"),
@@ -545,7 +560,7 @@ fn submit_with_an_unknown_tier_verify_or_sse_is_invalid() {
                 ..copy_spec()
             },
         ),
-        "INVALID",
+        "INVALID_ARGUMENT",
     );
     assert!(e.contains("unknown SSE"), "{e}");
     let e = h.refused(
@@ -557,7 +572,7 @@ fn submit_with_an_unknown_tier_verify_or_sse_is_invalid() {
                 ..copy_spec()
             },
         ),
-        "INVALID",
+        "INVALID_ARGUMENT",
     );
     assert!(e.contains("KMS key"), "{e}");
     let e = h.refused(
@@ -571,7 +586,7 @@ fn submit_with_an_unknown_tier_verify_or_sse_is_invalid() {
                 ..copy_spec()
             },
         ),
-        "INVALID",
+        "INVALID_ARGUMENT",
     );
     assert!(e.contains("pattern is empty"), "{e}");
     for (tier, verify) in [
@@ -604,7 +619,7 @@ fn submit_with_delete_is_only_for_sync() {
                     ..spec(op, "src", "", "dst", "")
                 },
             ),
-            "INVALID",
+            "INVALID_ARGUMENT",
         );
         assert!(e.contains("--delete is only for sync"), "{e}");
     }
@@ -622,13 +637,13 @@ fn move_and_sync_refuse_the_same_place() {
     let mut h = H::new();
     h.ok(fs_location("src-again", "/data/src/"));
     for op in [JobOp::Move, JobOp::Sync] {
-        let e = h.refused(submit("j1", spec(op, "src", "a/", "src", "a/")), "INVALID");
+        let e = h.refused(submit("j1", spec(op, "src", "a/", "src", "a/")), "INVALID_ARGUMENT");
         assert!(
             e.contains("source src:a/ and destination src:a/ are the same place"),
             "{e}"
         );
         // Two fs locations on the same directory (trailing '/' or not) are the same place.
-        let e = h.refused(submit("j1", spec(op, "src", "", "src-again", "")), "INVALID");
+        let e = h.refused(submit("j1", spec(op, "src", "", "src-again", "")), "INVALID_ARGUMENT");
         assert!(
             e.contains("same place") && e.contains("pick another destination"),
             "{e}"
@@ -643,10 +658,10 @@ fn move_and_sync_refuse_a_destination_inside_the_source() {
     let mut h = H::new();
     h.ok(fs_location("src-again", "/data/src"));
     for op in [JobOp::Move, JobOp::Sync] {
-        let e = h.refused(submit("j1", spec(op, "src", "a/", "src", "a/b/")), "INVALID");
+        let e = h.refused(submit("j1", spec(op, "src", "a/", "src", "a/b/")), "INVALID_ARGUMENT");
         assert!(e.contains("destination src:a/b/ is inside source src:a/"), "{e}");
         assert!(e.contains("read its own output"), "{e}");
-        let e = h.refused(submit("j1", spec(op, "src", "", "src-again", "x/")), "INVALID");
+        let e = h.refused(submit("j1", spec(op, "src", "", "src-again", "x/")), "INVALID_ARGUMENT");
         assert!(e.contains("is inside source"), "{e}");
     }
 }
@@ -655,7 +670,7 @@ fn move_and_sync_refuse_a_destination_inside_the_source() {
 fn move_and_sync_refuse_a_source_inside_the_destination() {
     let mut h = H::new();
     for op in [JobOp::Move, JobOp::Sync] {
-        let e = h.refused(submit("j1", spec(op, "src", "a/b/", "src", "a/")), "INVALID");
+        let e = h.refused(submit("j1", spec(op, "src", "a/b/", "src", "a/")), "INVALID_ARGUMENT");
         assert!(e.contains("source src:a/b/ is inside destination src:a/"), "{e}");
     }
 }
@@ -674,12 +689,21 @@ fn move_and_sync_refuse_nested_fs_locations() {
     let mut h = H::new();
     // /data/src/inner is inside the directory of location src.
     h.ok(fs_location("inner", "/data/src/inner"));
-    let e = h.refused(submit("j1", spec(JobOp::Sync, "src", "", "inner", "")), "INVALID");
+    let e = h.refused(
+        submit("j1", spec(JobOp::Sync, "src", "", "inner", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("destination inner: is inside source src:"), "{e}");
-    let e = h.refused(submit("j1", spec(JobOp::Move, "inner", "", "src", "")), "INVALID");
+    let e = h.refused(
+        submit("j1", spec(JobOp::Move, "inner", "", "src", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("source inner: is inside destination src:"), "{e}");
     // src:inner/ and inner: are the same directory.
-    let e = h.refused(submit("j1", spec(JobOp::Move, "src", "inner/", "inner", "")), "INVALID");
+    let e = h.refused(
+        submit("j1", spec(JobOp::Move, "src", "inner/", "inner", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("same place"), "{e}");
     // A sibling directory with a common string prefix does not overlap.
     h.ok(fs_location("srcx", "/data/srcx"));
@@ -695,14 +719,26 @@ fn move_and_sync_compare_s3_locations_by_endpoint_bucket_and_prefix() {
     h.ok(s3_location("sub", "", "bkt", "data/sub/"));
     h.ok(s3_location("minio", "http://minio:9000", "bkt", "data/"));
     h.ok(s3_location("elsewhere", "", "other-bkt", "data/"));
-    let e = h.refused(submit("j1", spec(JobOp::Sync, "data", "", "data-again", "")), "INVALID");
+    let e = h.refused(
+        submit("j1", spec(JobOp::Sync, "data", "", "data-again", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("same place"), "{e}");
-    let e = h.refused(submit("j1", spec(JobOp::Sync, "data", "", "sub", "")), "INVALID");
+    let e = h.refused(
+        submit("j1", spec(JobOp::Sync, "data", "", "sub", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("destination sub: is inside source data:"), "{e}");
-    let e = h.refused(submit("j1", spec(JobOp::Move, "sub", "", "all", "")), "INVALID");
+    let e = h.refused(
+        submit("j1", spec(JobOp::Move, "sub", "", "all", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("source sub: is inside destination all:"), "{e}");
     // The location prefix and the job path join: data:sub/ is sub:.
-    let e = h.refused(submit("j1", spec(JobOp::Move, "data", "sub/", "sub", "")), "INVALID");
+    let e = h.refused(
+        submit("j1", spec(JobOp::Move, "data", "sub/", "sub", "")),
+        "INVALID_ARGUMENT",
+    );
     assert!(e.contains("same place"), "{e}");
     // Another endpoint or bucket is another place; so is an fs location.
     h.submit("j1", spec(JobOp::Sync, "data", "", "minio", ""));
@@ -1693,13 +1729,13 @@ fn control_of_an_unknown_job_is_not_found_and_without_action_invalid() {
         assert!(e.contains("job nope not found"), "{e}");
     }
     h.submit("j1", copy_spec());
-    h.refused(control("j1", JobAction::Unspecified), "INVALID");
+    h.refused(control("j1", JobAction::Unspecified), "INVALID_ARGUMENT");
     let mut c = pb::ControlJob {
         job_id: "j1".into(),
         action: 42,
         by: String::new(),
     };
-    h.refused(Kind::ControlJob(c.clone()), "INVALID");
+    h.refused(Kind::ControlJob(c.clone()), "INVALID_ARGUMENT");
     // Without `by`, the event names "an operator".
     c.action = JobAction::Pause as i32;
     h.ok(Kind::ControlJob(c));
@@ -1932,20 +1968,6 @@ fn a_location_is_free_once_its_job_completes() {
     assert_eq!(crate::config::location_in_use(&h.t, "dst").as_deref(), Some("j1"));
     h.finalize("j1", totals(15, 1500));
     h.ok(Kind::DeleteLocation(pb::DeleteLocation { name: "dst".into() }));
-}
-
-// ---------- names ----------
-
-#[test]
-fn job_state_names_round_trip() {
-    for s in 1..=10 {
-        let name = jobs::job_state_name(s);
-        assert_ne!(name, "unknown");
-        assert_eq!(jobs::parse_job_state(name).map(|st| st as i32), Some(s));
-    }
-    assert_eq!(jobs::job_state_name(99), "unknown");
-    assert_eq!(jobs::parse_job_state("bogus"), None);
-    assert_eq!(jobs::task_kind_name(TaskKind::PartComplete as i32), "part-complete");
 }
 
 // ---------- determinism and persistence ----------

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use mesh_proto::rules::{parse_duration, parse_size, validate_name};
+
 use crate::StateReader;
 
 /// One cluster setting.
@@ -174,7 +176,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         },
         JOB_REPORT_LOCATION => {
             let loc = value.split(':').next().unwrap_or("");
-            if value.is_empty() || crate::config::validate_name("location", loc).is_ok() {
+            if value.is_empty() || validate_name("location", loc).is_ok() {
                 Ok(())
             } else {
                 Err(format!(
@@ -194,57 +196,6 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             ALL.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
         )),
     }
-}
-
-/// Parses `<n>ms`, `<n>s`, `<n>m` or `<n>h` (n a non-negative integer).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let form = "expected a duration like 500ms, 10s, 5m or 1h";
-    let (num, mult_ms): (&str, u64) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1_000)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000)
-    } else {
-        return Err(format!("{s:?}: {form}"));
-    };
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{s:?}: {form}"));
-    }
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: number too large"))?;
-    let ms = n
-        .checked_mul(mult_ms)
-        .ok_or_else(|| format!("{s:?}: duration too large"))?;
-    Ok(Duration::from_millis(ms))
-}
-
-/// Parses a size: a whole number of bytes, optionally with a unit `B`, `KiB`, `MiB`, `GiB`, `TiB`
-/// (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000); `K`, `M`, `G`, `T` mean the
-/// binary units.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let form = "expected a size like 1048576, 64KiB, 512MiB, 1GiB or 10MB";
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() || t != s {
-        return Err(format!("{s:?}: {form}"));
-    }
-    let mult: u64 = match unit {
-        "" | "B" => 1,
-        "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "T" | "TiB" => 1 << 40,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        _ => return Err(format!("{s:?}: {form}")),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: number too large"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: size too large"))
 }
 
 /// The setting holding the node limit of tier `tier`, if it is a known tier.

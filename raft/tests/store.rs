@@ -136,7 +136,7 @@ async fn apply_responses_and_reader() {
     let resps = fill(&mut log, &mut sm).await;
     assert_eq!(resps.len(), 6);
     assert!(resps[..5].iter().all(|r| r.error.is_empty()), "{resps:?}");
-    assert_eq!(resps[5].reason, "INVALID");
+    assert_eq!(resps[5].reason, mesh_proto::Reason::InvalidArgument.as_str());
     assert!(resps[5].error.contains("voter_target"));
 
     assert_eq!(reader.last_applied(), Some(lid(2, 6)));

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use mesh_node::engine::s3::S3Store;
-use mesh_node::engine::store::{
+use mesh_engine::s3::S3Store;
+use mesh_engine::store::{
     Body, CredentialSource, KeyRange, ObjectStore, S3LocationSpec, Secret, UploadInfo, WriteDefaults, WriteOptions,
 };
-use mesh_node::engine::{checksum, verify, S3Clients};
+use mesh_engine::{checksum, verify, S3Clients};
 use mesh_proto::v1::job_service_client::JobServiceClient;
 use serde_json::Value;
 use tonic::service::interceptor::InterceptedService;
@@ -216,7 +216,7 @@ impl S3 {
                                 }
                                 Some(v)
                             }
-                            Err(mesh_node::engine::store::StoreError::NotFound { .. }) => None,
+                            Err(mesh_engine::store::StoreError::NotFound { .. }) => None,
                             Err(e) => panic!("get {bucket}/{k}: {e}"),
                         };
                         (k.clone(), got)

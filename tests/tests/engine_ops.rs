@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mesh_node::engine::faulty::{Fault, FaultyStore, Op, Rule};
-use mesh_node::engine::filter::Filter;
-use mesh_node::engine::ops::*;
-use mesh_node::engine::s3::S3Store;
-use mesh_node::engine::store::*;
-use mesh_node::engine::testkit::*;
-use mesh_node::engine::transfer::*;
-use mesh_node::engine::verify::Verify;
-use mesh_node::engine::S3Clients;
+use mesh_engine::faulty::{Fault, FaultyStore, Op, Rule};
+use mesh_engine::filter::Filter;
+use mesh_engine::ops::*;
+use mesh_engine::s3::S3Store;
+use mesh_engine::store::*;
+use mesh_engine::testkit::*;
+use mesh_engine::transfer::*;
+use mesh_engine::verify::Verify;
+use mesh_engine::S3Clients;
 use mesh_tests::seaweed::SeaweedFs;
 use mesh_tests::FaultProxy;
 

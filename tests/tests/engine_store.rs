@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use mesh_node::engine::checksum;
-use mesh_node::engine::fs::FsStore;
-use mesh_node::engine::s3::S3Store;
-use mesh_node::engine::store::*;
-use mesh_node::engine::testkit::{corpus_data, fs_only_keys, key_corpus, list_all, s3_bucket, s3_spec as spec};
-use mesh_node::engine::transfer::sweep_uploads;
-use mesh_node::engine::{open_store, S3Clients};
+use mesh_engine::checksum;
+use mesh_engine::fs::FsStore;
+use mesh_engine::s3::S3Store;
+use mesh_engine::store::*;
+use mesh_engine::testkit::{corpus_data, fs_only_keys, key_corpus, list_all, s3_bucket, s3_spec as spec};
+use mesh_engine::transfer::sweep_uploads;
+use mesh_engine::{open_store, S3Clients};
 use mesh_tests::seaweed::SeaweedFs;
 use mesh_tests::FaultProxy;
 

@@ -1,13 +1,13 @@
 //! Shared test helpers: an in-process ClusterService (fixed answers, bearer token required) served
-//! over TLS made by `meshctl::tls`, or over plaintext to test the refusal.
+//! over TLS made by `mesh_pki`, or over plaintext to test the refusal.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use mesh_pki::{create_ca, create_node_cert, NodeCertRequest};
 use mesh_proto::v1::cluster_service_server::{ClusterService, ClusterServiceServer};
 use mesh_proto::v1::*;
-use meshctl::tls::{create_ca, create_node_cert, NodeCertRequest};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};

@@ -8,12 +8,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mesh_proto::names;
 use mesh_proto::v1::{self as pb, cluster_service_client::ClusterServiceClient, NodeState, ReadConsistency};
 use mesh_raft::settings;
 use tonic::{Request, Response, Status};
 
+use crate::cluster::membership;
 use crate::error::ApiError;
-use crate::membership;
 use crate::node::{now_ms, Node};
 
 pub struct ClusterRpc {
@@ -27,13 +28,11 @@ fn consistency(v: i32) -> ReadConsistency {
     }
 }
 
+/// A node state's name in views: a record not yet given a state counts as joining.
 fn state_name(s: NodeState) -> &'static str {
     match s {
-        NodeState::Unspecified | NodeState::Joining => "joining",
-        NodeState::Active => "active",
-        NodeState::Draining => "draining",
-        NodeState::Down => "down",
-        NodeState::Left => "left",
+        NodeState::Unspecified => names::node_state(NodeState::Joining as i32),
+        s => names::node_state(s as i32),
     }
 }
 

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use mesh_proto::v1::{self as pb, CredentialKind, LocationKind, ReadConsistency};
-use mesh_raft::config as rules;
+use mesh_proto::{names, rules};
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
@@ -25,14 +25,14 @@ use crate::secrets;
 #[derive(Clone)]
 pub struct ConfigRpc {
     pub node: Arc<Node>,
-    clients: Arc<crate::engine::S3Clients>,
+    clients: Arc<mesh_engine::S3Clients>,
 }
 
 impl ConfigRpc {
     pub fn new(node: Arc<Node>) -> ConfigRpc {
         ConfigRpc {
             node,
-            clients: Arc::new(crate::engine::S3Clients::new()),
+            clients: Arc::new(mesh_engine::S3Clients::new()),
         }
     }
 
@@ -72,7 +72,7 @@ pub fn credential_view(c: &pb::Credential, used_by: Vec<String>) -> pb::Credenti
         role_arn: c.role_arn.clone(),
         external_id: c.external_id.clone(),
         via: c.via.clone(),
-        key_fingerprint: rules::short_fp(&c.key_fingerprint).to_string(),
+        key_fingerprint: mesh_raft::config::short_fp(&c.key_fingerprint).to_string(),
         used_by,
         created_at_ms: c.created_at_ms,
         updated_at_ms: c.updated_at_ms,
@@ -170,7 +170,7 @@ impl pb::location_service_server::LocationService for ConfigRpc {
             secrets::require_key(&self.node).unwrap_or_else(|_| Arc::new(secrets::DataKey::generate()))
         };
         let spec = secrets::location_spec(&self.node.state, &loc, &key)?;
-        let store = match crate::engine::open_store(&spec, &self.clients).await {
+        let store = match mesh_engine::open_store(&spec, &self.clients).await {
             Ok(s) => s,
             Err(e) => {
                 return Ok(Response::new(pb::TestLocationResponse {
@@ -269,7 +269,7 @@ impl pb::credential_service_server::CredentialService for ConfigRpc {
             replace: r.replace,
         }))
         .await?;
-        tracing::info!(credential = %r.name, kind = rules::credential_kind_name(r.kind), "credential added");
+        tracing::info!(credential = %r.name, kind = names::credential_kind(r.kind), "credential added");
         let stored = self
             .node
             .state

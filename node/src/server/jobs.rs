@@ -19,14 +19,14 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use mesh_proto::v1::{self as pb, JobAction, JobOp, JobState, LocationKind, ReadConsistency, TaskState};
-use mesh_raft::jobs as rules;
+use mesh_proto::{names, rules};
 use tonic::{Request, Response, Status};
 
-use crate::auth::Principal;
-use crate::engine::filter::Filter;
 use crate::error::ApiError;
 use crate::node::{now_ms, Node};
 use crate::secrets;
+use crate::server::auth::Principal;
+use mesh_engine::filter::Filter;
 
 /// Report bytes returned when the request does not say (`max_bytes` 0).
 pub const DEFAULT_REPORT_BYTES: u64 = 16 << 20;
@@ -39,14 +39,14 @@ const ID_ATTEMPTS: usize = 3;
 #[derive(Clone)]
 pub struct JobRpc {
     pub node: Arc<Node>,
-    clients: Arc<crate::engine::S3Clients>,
+    clients: Arc<mesh_engine::S3Clients>,
 }
 
 impl JobRpc {
     pub fn new(node: Arc<Node>) -> JobRpc {
         JobRpc {
             node,
-            clients: Arc::new(crate::engine::S3Clients::new()),
+            clients: Arc::new(mesh_engine::S3Clients::new()),
         }
     }
 
@@ -87,38 +87,6 @@ pub fn new_job_id() -> String {
     format!("j-{}", hex::encode(rand::random::<[u8; 6]>()))
 }
 
-/// A job path in its normal form: "" (the location root) or a folder ending in '/'. `photos`
-/// means `photos/`; surrounding blanks are dropped. Whether it stays inside its location is for
-/// `mesh_raft::jobs::validate_path` to say.
-pub fn normalize_path(p: &str) -> String {
-    let p = p.trim();
-    if p.is_empty() || p.ends_with('/') {
-        p.to_string()
-    } else {
-        format!("{p}/")
-    }
-}
-
-/// The spec as it will be proposed: paths normalised, tier and verify lowercased, SSE in its
-/// canonical spelling (`aes256` → `AES256`, `kms` → `aws:kms`).
-pub fn normalize_spec(spec: &pb::JobSpec) -> pb::JobSpec {
-    let mut s = spec.clone();
-    s.src_location = s.src_location.trim().to_string();
-    s.dst_location = s.dst_location.trim().to_string();
-    s.src_path = normalize_path(&s.src_path);
-    s.dst_path = normalize_path(&s.dst_path);
-    s.tier = s.tier.trim().to_ascii_lowercase();
-    s.verify = s.verify.trim().to_ascii_lowercase();
-    s.storage_class = s.storage_class.trim().to_string();
-    s.kms_key_id = s.kms_key_id.trim().to_string();
-    s.sse = match s.sse.trim().to_ascii_lowercase().as_str() {
-        "aes256" => "AES256".into(),
-        "aws:kms" | "kms" => "aws:kms".into(),
-        _ => s.sse.trim().to_string(),
-    };
-    s
-}
-
 /// The include/exclude rules compiled as the worker will compile them.
 pub fn compile_rules(rules: &[pb::FilterRule]) -> Result<Filter, ApiError> {
     let mut f = Filter::new();
@@ -142,19 +110,6 @@ pub fn compile_rules(rules: &[pb::FilterRule]) -> Result<Filter, ApiError> {
     Ok(f)
 }
 
-fn validate_storage_class(sc: &str) -> Result<(), String> {
-    if sc.len() > 64
-        || !sc
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-    {
-        return Err(format!(
-            "--storage-class {sc:?} is not a storage class like STANDARD, STANDARD_IA or GLACIER_IR"
-        ));
-    }
-    Ok(())
-}
-
 /// Every check of a (normalised) spec that can be made before proposing it, against the state
 /// in `tables`. The state machine repeats the state-dependent ones when it applies the submit.
 pub fn validate(tables: &mesh_raft::Tables, spec: &pb::JobSpec) -> Result<(), ApiError> {
@@ -166,9 +121,9 @@ pub fn validate(tables: &mesh_raft::Tables, spec: &pb::JobSpec) -> Result<(), Ap
             )));
         }
     }
-    rules::validate_spec(tables, spec).map_err(invalid)?;
+    mesh_raft::jobs::validate_spec(tables, spec).map_err(invalid)?;
     if !spec.storage_class.is_empty() {
-        validate_storage_class(&spec.storage_class).map_err(invalid)?;
+        rules::validate_storage_class(&spec.storage_class).map_err(|e| invalid(format!("--storage-class: {e}")))?;
     }
     if let Some(dst) = tables.locations.get(&spec.dst_location) {
         if dst.kind() == LocationKind::Fs {
@@ -217,7 +172,7 @@ pub fn active_ms(j: &pb::Job, now: u64) -> u64 {
     if j.started_at_ms == 0 {
         return 0;
     }
-    let end = if rules::is_terminal(j.state) && j.ended_at_ms > 0 {
+    let end = if names::is_terminal_job_state(j.state) && j.ended_at_ms > 0 {
         j.ended_at_ms
     } else {
         now
@@ -254,7 +209,7 @@ pub fn job_view(job: pb::Job, tasks: &[pb::Task], now: u64) -> pb::JobView {
         0
     };
     let (tasks_running, tasks_pending, mut tasks_done, nodes_running) = task_counts(tasks);
-    if tasks.is_empty() && rules::is_terminal(job.state) {
+    if tasks.is_empty() && names::is_terminal_job_state(job.state) {
         // Compacted: the tasks are gone, the job row keeps how many there were.
         tasks_done = job.tasks_total;
     }
@@ -302,7 +257,7 @@ impl pb::job_service_server::JobService for JobRpc {
             .into_inner()
             .spec
             .ok_or_else(|| ApiError::InvalidArgument("SubmitJob needs a job spec".into()))?;
-        let spec = normalize_spec(&spec);
+        let spec = rules::normalize_spec(&spec);
         if JobOp::try_from(spec.op).unwrap_or(JobOp::Unspecified) == JobOp::Unspecified {
             return Err(ApiError::InvalidArgument("the job needs an operation: copy, move or sync".into()).into());
         }
@@ -344,7 +299,7 @@ impl pb::job_service_server::JobService for JobRpc {
                 let job = self.node.state.job(&id).ok_or_else(|| {
                     ApiError::Internal(format!("job {id} was applied but is not in this node's state"))
                 })?;
-                tracing::info!(job = %id, op = op_name(spec.op), src = %spec.src_location, dst = %spec.dst_location, "job submitted");
+                tracing::info!(job = %id, op = names::job_op(spec.op), src = %spec.src_location, dst = %spec.dst_location, "job submitted");
                 return Ok(Response::new(pb::SubmitJobResponse { job: Some(job) }));
             }
         }
@@ -428,7 +383,7 @@ impl pb::job_service_server::JobService for JobRpc {
         self.node.read_barrier(ReadConsistency::Linearizable).await?;
         let job = self.job(&r.id)?;
         if job.report_key.is_empty() {
-            let why = if rules::is_terminal(job.state) {
+            let why = if names::is_terminal_job_state(job.state) {
                 format!(
                     "job {} ended without a report (it is written to the location of setting `{}`)",
                     job.id,
@@ -438,7 +393,7 @@ impl pb::job_service_server::JobService for JobRpc {
                 format!(
                     "job {} has no report yet; it is written when the job ends (now {})",
                     job.id,
-                    rules::job_state_name(job.state)
+                    names::job_state(job.state)
                 )
             };
             return Err(ApiError::FailedPrecondition(why).into());
@@ -462,18 +417,16 @@ impl pb::job_service_server::JobService for JobRpc {
             secrets::require_key(&self.node).unwrap_or_else(|_| Arc::new(secrets::DataKey::generate()))
         };
         let spec = secrets::location_spec(&self.node.state, &loc, &key_arc)?;
-        let store_err = |e: crate::engine::store::StoreError| {
+        let store_err = |e: mesh_engine::store::StoreError| {
             ApiError::Unavailable(format!("cannot read the report {}: {e}", job.report_key))
         };
-        let store = crate::engine::open_store(&spec, &self.clients)
-            .await
-            .map_err(store_err)?;
+        let store = mesh_engine::open_store(&spec, &self.clients).await.map_err(store_err)?;
         let max = match r.max_bytes {
             0 => DEFAULT_REPORT_BYTES,
             n => n.min(MAX_REPORT_BYTES),
         } as usize;
         let mut body = store.get(key, None).await.map_err(|e| match e {
-            crate::engine::store::StoreError::NotFound { .. } => ApiError::NotFound(format!(
+            mesh_engine::store::StoreError::NotFound { .. } => ApiError::NotFound(format!(
                 "the report of job {} ({}) is missing from its location",
                 job.id, job.report_key
             )),
@@ -496,15 +449,6 @@ impl pb::job_service_server::JobService for JobRpc {
             content,
             truncated,
         }))
-    }
-}
-
-fn op_name(op: i32) -> &'static str {
-    match JobOp::try_from(op).unwrap_or(JobOp::Unspecified) {
-        JobOp::Copy => "copy",
-        JobOp::Move => "move",
-        JobOp::Sync => "sync",
-        JobOp::Unspecified => "unknown",
     }
 }
 
@@ -537,7 +481,7 @@ mod tests {
     fn spec(op: JobOp, src: &str, dst: &str) -> pb::JobSpec {
         let (sl, sp) = src.split_once(':').unwrap();
         let (dl, dp) = dst.split_once(':').unwrap();
-        normalize_spec(&pb::JobSpec {
+        rules::normalize_spec(&pb::JobSpec {
             op: op as i32,
             src_location: sl.into(),
             src_path: sp.into(),
@@ -556,11 +500,11 @@ mod tests {
 
     #[test]
     fn paths_are_folders() {
-        assert_eq!(normalize_path(""), "");
-        assert_eq!(normalize_path("photos"), "photos/");
-        assert_eq!(normalize_path("photos/"), "photos/");
-        assert_eq!(normalize_path(" a/b "), "a/b/");
-        let s = normalize_spec(&pb::JobSpec {
+        assert_eq!(rules::normalize_path(""), "");
+        assert_eq!(rules::normalize_path("photos"), "photos/");
+        assert_eq!(rules::normalize_path("photos/"), "photos/");
+        assert_eq!(rules::normalize_path(" a/b "), "a/b/");
+        let s = rules::normalize_spec(&pb::JobSpec {
             sse: "aes256".into(),
             tier: "Plus".into(),
             verify: "ETAG".into(),

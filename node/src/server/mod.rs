@@ -8,8 +8,11 @@
 //! - `jobs`: JobService, copy / move / sync jobs: submit, list, watch, control, logs, report
 //!   (bearer token).
 //!
+//! - `auth`: bearer tokens for clients, certificates for peers: the one place callers are checked.
+//!
 //! Handlers return `Result<_, ApiError>`; `crate::error` turns that into a status.
 
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod jobs;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use mesh_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use crate::cluster::membership;
 use crate::error::ApiError;
-use crate::membership;
 use crate::node::{Liveness, Node};
 
 pub struct PeerRpc {

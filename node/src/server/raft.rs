@@ -10,7 +10,7 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
-use crate::network::{append_response_to_pb, missing, SNAPSHOT_MISMATCH};
+use crate::net::network::{append_response_to_pb, missing};
 use crate::node::Node;
 
 pub struct RaftRpc {
@@ -85,7 +85,6 @@ impl pb::raft_service_server::RaftService for RaftRpc {
                 vote: Some(codec::vote_to_pb(&resp.vote)),
             })),
             Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
-                debug_assert_eq!(ApiError::SnapshotMismatch(String::new()).reason(), SNAPSHOT_MISMATCH);
                 Err(ApiError::SnapshotMismatch(m.to_string()).into())
             }
             Err(e) => Err(fatal(e).into()),

@@ -40,14 +40,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use mesh_node::engine::filter::Filter;
-use mesh_node::engine::ops::{self, Action, KeyMap, RangeOp, RangeOptions};
-use mesh_node::engine::store::{
+use mesh_engine::filter::Filter;
+use mesh_engine::ops::{self, Action, KeyMap, RangeOp, RangeOptions};
+use mesh_engine::store::{
     Body, CredentialSource, KeyRange, LocationSpec, ObjectStore, S3LocationSpec, Secret, WriteDefaults, WriteOptions,
 };
-use mesh_node::engine::transfer::CopyOptions;
-use mesh_node::engine::verify::Verify;
-use mesh_node::engine::{open_store, S3Clients};
+use mesh_engine::transfer::CopyOptions;
+use mesh_engine::verify::Verify;
+use mesh_engine::{open_store, S3Clients};
 use mesh_tests::seaweed::SeaweedFs;
 use serde::{Deserialize, Serialize};
 

@@ -52,14 +52,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use mesh_node::engine::filter::Filter;
-use mesh_node::engine::ops::{self, Action, KeyMap, RangeOp, RangeOptions};
-use mesh_node::engine::store::{
+use mesh_engine::filter::Filter;
+use mesh_engine::ops::{self, Action, KeyMap, RangeOp, RangeOptions};
+use mesh_engine::store::{
     Body, CredentialSource, KeyRange, LocationSpec, ObjectStore, S3LocationSpec, Secret, WriteDefaults, WriteOptions,
 };
-use mesh_node::engine::transfer::CopyOptions;
-use mesh_node::engine::verify::Verify;
-use mesh_node::engine::{open_store, S3Clients};
+use mesh_engine::transfer::CopyOptions;
+use mesh_engine::verify::Verify;
+use mesh_engine::{open_store, S3Clients};
 use mesh_proto::v1::{self as pb, GetJobRequest, JobOp, JobSpec, ReadConsistency, SubmitJobRequest};
 use mesh_tests::seaweed::SeaweedFs;
 use mesh_tests::{ProcOutput, TestCluster};
@@ -1107,7 +1107,7 @@ fn mesh_run(
     println!(
         "  job {} {}: tasks {}, nodes used {:?}; since submit: planning {}, running {}, verifying {}, ended {}; task runs per node {:?}",
         job.id,
-        mesh_raft::jobs::job_state_name(job.state),
+        mesh_proto::names::job_state(job.state),
         job.tasks_total,
         job.nodes_used,
         f(planning),
@@ -1136,7 +1136,7 @@ fn mesh_run(
         detail: format!(
             "{n}/{objects} objects under dst/{dst_prefix} ({right} with size {size}, {b} bytes); job {} {}: done {}, failed {}, recopied {}",
             job.id,
-            mesh_raft::jobs::job_state_name(job.state),
+            mesh_proto::names::job_state(job.state),
             c.objects_done,
             c.objects_failed,
             job.recopied
@@ -1164,7 +1164,7 @@ async fn trace_job(mut cl: meshctl::client::Clients, stop: Arc<std::sync::atomic
             "  trace +{:5.1}s {} {}: done {} (+{}), total {}; tasks running {}, pending {}, done {}; nodes {:?}",
             t0.elapsed().as_secs_f64(),
             j.id,
-            mesh_raft::jobs::job_state_name(j.state),
+            mesh_proto::names::job_state(j.state),
             c.objects_done,
             c.objects_done.saturating_sub(last_done),
             c.objects_total,
@@ -1476,7 +1476,7 @@ fn latency(o: &Opts, rt: &tokio::runtime::Runtime) {
                             if t_done_seen.is_none() && done > 0 {
                                 t_done_seen = Some(t0.elapsed().as_secs_f64());
                             }
-                            let terminal = mesh_raft::jobs::is_terminal(j.state);
+                            let terminal = mesh_proto::names::is_terminal_job_state(j.state);
                             last = Some(j);
                             if terminal {
                                 t_end = Some(t0.elapsed().as_secs_f64());
@@ -1702,7 +1702,7 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
                     if t_listed.is_none() && total >= files {
                         t_listed = Some(t0.elapsed().as_secs_f64());
                     }
-                    let terminal = mesh_raft::jobs::is_terminal(j.state);
+                    let terminal = mesh_proto::names::is_terminal_job_state(j.state);
                     last = j;
                     if terminal {
                         t_end = Some(t0.elapsed().as_secs_f64());
@@ -1744,7 +1744,7 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
             "PLAN {} files on {nodes} node(s): job {} {}, {} tasks; since submit: planning {}, running {}, first file at dst {}, listing complete (objects_total = {}) {}, verifying {}, ended {}",
             o.files,
             job.id,
-            mesh_raft::jobs::job_state_name(job.state),
+            mesh_proto::names::job_state(job.state),
             job.tasks_total,
             f(planning),
             f(running),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use mesh_proto::v1 as pb;
 use openraft::BasicNode;
 
-use crate::controller::own_record;
+use crate::cluster::controller::own_record;
 use crate::node::Node;
 
 /// Pause between rounds of probing the join list.
@@ -114,11 +114,7 @@ async fn probe_all(node: &Node) -> Result<Vec<pb::HelloResponse>, BootstrapError
                     out.push(h);
                 }
             }
-            Err(s)
-                if s.metadata()
-                    .get(crate::error::REASON_KEY)
-                    .is_some_and(|r| r == "WRONG_CLUSTER") =>
-            {
+            Err(s) if crate::error::reason_of(&s) == Some(mesh_proto::Reason::WrongCluster) => {
                 return Err(BootstrapError(format!(
                     "{addr} belongs to another cluster than the data directory {} (cluster {}): {}",
                     node.cfg.data_dir.display(),

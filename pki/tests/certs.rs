@@ -1,9 +1,9 @@
-//! `meshctl::tls`: CA and node certificates checked with x509-parser.
+//! `mesh_pki`: CA and node certificates checked with x509-parser.
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 
-use meshctl::tls::{create_ca, create_node_cert, NodeCertRequest, TlsError};
+use mesh_pki::{create_ca, create_node_cert, NodeCertRequest, TlsError};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::pem::parse_x509_pem;
 

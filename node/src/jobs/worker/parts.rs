@@ -20,10 +20,10 @@ use tokio_util::sync::CancellationToken;
 use super::report::LineBuf;
 use super::run::{copy_options, Ctx};
 use super::{End, Shared};
-use crate::engine::ops::{Action, KeyMap, Outcome};
-use crate::engine::store::{CompletedPart, ObjectStore, StoreError};
-use crate::engine::transfer::{self, CopyMode, CopyOptions, RequestCounts};
-use crate::engine::verify;
+use mesh_engine::ops::{Action, KeyMap, Outcome};
+use mesh_engine::store::{CompletedPart, ObjectStore, StoreError};
+use mesh_engine::transfer::{self, CopyMode, CopyOptions, RequestCounts};
+use mesh_engine::verify;
 
 /// Parts copied at once by one PART_COPY task.
 const PARTS_IN_FLIGHT: usize = 4;
@@ -218,10 +218,10 @@ async fn complete(
         let part_etags: Vec<String> = parts.iter().map(|p| verify::norm_etag(&p.etag)).collect();
         let part_refs: Vec<&str> = part_etags.iter().map(String::as_str).collect();
         // SSE-KMS ETags are not MD5s: such objects are verified by size only.
-        let kms = matches!(copts.sse, Some(crate::engine::store::Sse::Kms { .. }))
-            || matches!(meta.sse, Some(crate::engine::store::Sse::Kms { .. }));
+        let kms = matches!(copts.sse, Some(mesh_engine::store::Sse::Kms { .. }))
+            || matches!(meta.sse, Some(mesh_engine::store::Sse::Kms { .. }));
         if copts.verify != verify::Verify::None && !kms && verify::multipart_parts(&d).is_some() {
-            if let Some(expected) = crate::engine::checksum::multipart_etag_hex(&part_refs) {
+            if let Some(expected) = mesh_engine::checksum::multipart_etag_hex(&part_refs) {
                 if expected != d {
                     problem = Some(format!(
                         "multipart ETag {d} after completing does not match its parts ({expected})"

@@ -1,4 +1,8 @@
-//! The cluster CA and node certificates (`meshctl tls ca create`, `meshctl tls cert create`).
+//! mesh-pki: the cluster CA and node certificates, used by `meshctl tls ca create` / `meshctl tls
+//! cert create` and by `meshd --dev` (a self-signed CA and certificate for one local node).
+//!
+//! It sits below both binaries so that neither depends on the other: meshd needs certificate
+//! creation for its dev mode, meshctl for the operator's CA, and both need exactly the same rules.
 //!
 //! Files in the CA directory: `ca.pem`, `ca-key.pem` (0600), and per node `NAME.pem`,
 //! `NAME-key.pem` (0600). Node certificates have CN=NAME, SANs DNS:NAME, each `--dns`, each
@@ -9,7 +13,6 @@ use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
@@ -310,17 +313,17 @@ fn check_name(name: &str, what: &str) -> Result<(), TlsError> {
     Ok(())
 }
 
-/// Valid from yesterday (clock skew) to today + `days`; returns the last day.
+/// Valid from yesterday (clock skew) to today + `days` (UTC calendar days); returns the last day.
 fn set_validity(params: &mut CertificateParams, days: u32) -> String {
-    let today = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0) as i64;
-    let (y, m, d) = crate::output::civil_from_days(today - 1);
-    params.not_before = rcgen::date_time_ymd(y, m as u8, d as u8);
-    let (y, m, d) = crate::output::civil_from_days(today + days as i64);
-    params.not_after = rcgen::date_time_ymd(y, m as u8, d as u8);
-    format!("{y:04}-{m:02}-{d:02}")
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let ymd = |d: jiff::civil::Date| rcgen::date_time_ymd(d.year() as i32, d.month() as u8, d.day() as u8);
+    let from = today.yesterday().unwrap_or(today);
+    let until = today
+        .checked_add(jiff::Span::new().days(i64::from(days)))
+        .unwrap_or(jiff::civil::Date::MAX);
+    params.not_before = ymd(from);
+    params.not_after = ymd(until);
+    until.strftime("%Y-%m-%d").to_string()
 }
 
 fn create_dir(dir: &Path) -> Result<(), TlsError> {

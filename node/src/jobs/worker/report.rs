@@ -24,10 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::{Ctx, RESERVED_PREFIX};
 use super::End;
-use crate::engine::ops::KeyMap;
-use crate::engine::ops::{Action, Outcome};
-use crate::engine::store::{KeyRange, ObjectStore, WriteOptions};
-use crate::engine::transfer::once_body;
+use mesh_engine::ops::KeyMap;
+use mesh_engine::ops::{Action, Outcome};
+use mesh_engine::store::{KeyRange, ObjectStore, WriteOptions};
+use mesh_engine::transfer::once_body;
 
 /// Report lines of one running task, shared between the task and the reporter.
 #[derive(Clone, Default)]
@@ -253,7 +253,7 @@ pub async fn finalize(
             continue;
         };
         match dst.abort_multipart(&dst_key, &init.upload_id).await {
-            Ok(()) | Err(crate::engine::store::StoreError::NotFound { .. }) => {
+            Ok(()) | Err(mesh_engine::store::StoreError::NotFound { .. }) => {
                 events.push(format!("aborted the multipart upload of {}", init.key))
             }
             Err(e) => events.push(format!("could not abort the upload of {}: {e}", init.key)),
@@ -263,12 +263,12 @@ pub async fn finalize(
     //    when no other unfinished job writes to the same location (its uploads are not ours).
     let others = ctx.node.state.jobs().into_iter().any(|j| {
         j.id != job.id
-            && !mesh_raft::jobs::is_terminal(j.state)
+            && !mesh_proto::names::is_terminal_job_state(j.state)
             && j.spec.as_ref().is_some_and(|s| s.dst_location == spec.dst_location)
     });
     if !others && !spec.dry_run {
         let since = job.started_at_ms.saturating_sub(5_000) as i64;
-        let swept = crate::engine::transfer::sweep_uploads(dst.as_ref(), &spec.dst_path, None, |u| {
+        let swept = mesh_engine::transfer::sweep_uploads(dst.as_ref(), &spec.dst_path, None, |u| {
             u.initiated_ms.is_some_and(|t| t >= since)
         })
         .await;

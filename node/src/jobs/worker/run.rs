@@ -23,13 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::report::{self, LineBuf};
 use super::{End, Shared};
-use crate::engine::filter::Filter;
-use crate::engine::ops::{run_range, Action, KeyMap, Outcome, RangeOp, RangeOptions};
-use crate::engine::store::{KeyRange, ObjectStore, Sse};
-use crate::engine::transfer::{self, CopyOptions, TokenBucket};
-use crate::engine::verify::Verify;
-use crate::engine::{open_store, S3Clients};
 use crate::node::Node;
+use mesh_engine::filter::Filter;
+use mesh_engine::ops::{run_range, Action, KeyMap, Outcome, RangeOp, RangeOptions};
+use mesh_engine::store::{KeyRange, ObjectStore, Sse};
+use mesh_engine::transfer::{self, CopyOptions, TokenBucket};
+use mesh_engine::verify::Verify;
+use mesh_engine::{open_store, S3Clients};
 
 /// Key prefix (relative to a job's paths) that jobs never copy or delete: where reports go when
 /// the destination holds them.

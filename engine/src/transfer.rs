@@ -580,7 +580,7 @@ pub fn plan_copy(mode: CopyMode, info: &ObjectInfo, dst_keeps_metadata: bool, op
 
 /// Runs `f` until it succeeds, fails with a non-retryable error, runs out of retries, or the
 /// copy is cancelled.
-pub(crate) async fn with_retry<T, F, Fut>(opts: &CopyOptions, what: &str, mut f: F) -> StoreResult<T>
+pub async fn with_retry<T, F, Fut>(opts: &CopyOptions, what: &str, mut f: F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = StoreResult<T>>,

@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::config::split_host_port;
 use crate::error::ApiError;
-use crate::tls::TlsMaterial;
+use crate::net::tls::TlsMaterial;
 
 /// Time allowed to open a TCP+TLS connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -109,7 +109,7 @@ impl Peers {
 
 /// True when a status means the request may not have reached the peer's service at all.
 pub fn is_transport_failure(status: &tonic::Status) -> bool {
-    status.metadata().get(crate::error::REASON_KEY).is_none()
+    status.metadata().get(mesh_proto::REASON_KEY).is_none()
         && matches!(
             status.code(),
             tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled

@@ -28,13 +28,11 @@ use mesh_raft::StateReader;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::engine::store::{
-    CredentialSource, FsLocationSpec, LocationSpec, S3LocationSpec, Secret, Sse, WriteDefaults,
-};
+use crate::cluster::identity::write_atomic;
 use crate::error::ApiError;
-use crate::identity::write_atomic;
+use crate::net::peers::Peers;
 use crate::node::Node;
-use crate::peers::Peers;
+use mesh_engine::store::{CredentialSource, FsLocationSpec, LocationSpec, S3LocationSpec, Secret, Sse, WriteDefaults};
 
 /// File of the data key in the data dir (hex, mode 0600).
 pub const DATA_KEY_FILE: &str = "data-key";

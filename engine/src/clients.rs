@@ -261,7 +261,7 @@ impl S3Clients {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::store::Secret;
+    use crate::store::Secret;
 
     fn spec(secret: &str) -> S3LocationSpec {
         S3LocationSpec {

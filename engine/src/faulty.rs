@@ -427,7 +427,7 @@ impl ObjectStore for FaultyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::testkit::{body, fs_store, read};
+    use crate::testkit::{body, fs_store, read};
 
     #[tokio::test]
     async fn rules_count_down_and_bodies_break_or_change() {

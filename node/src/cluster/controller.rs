@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use mesh_proto::v1::{self as pb, NodeState};
 use rand::RngCore;
 
-use crate::auth::token_hash;
+use crate::cluster::identity::{self, write_atomic, ROOT_TOKEN_FILE};
+use crate::cluster::membership;
 use crate::error::ApiError;
-use crate::identity::{self, write_atomic, ROOT_TOKEN_FILE};
-use crate::membership;
 use crate::node::{now_ms, Liveness, Node, VERSION};
+use crate::server::auth::token_hash;
 
 /// Period of the controller loop and of heartbeats to the leader.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -169,7 +169,7 @@ async fn leader_tick(node: &Node) -> Result<(), ApiError> {
     if grace_over {
         membership::autopilot(node).await?;
     }
-    crate::scheduler::tick(node, grace_over).await?;
+    crate::jobs::scheduler::tick(node, grace_over).await?;
     Ok(())
 }
 

@@ -26,8 +26,8 @@ use mesh_proto::v1::{self as pb, TaskOutcome, TaskState};
 use mesh_raft::settings;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::S3Clients;
 use crate::node::Node;
+use mesh_engine::S3Clients;
 
 /// Period of the task heartbeat (progress and checkpoints to the leader).
 pub const REPORT_EVERY: Duration = Duration::from_millis(1000);
@@ -219,7 +219,7 @@ fn start_and_stop(
             ..Default::default()
         }));
         let lines = report::LineBuf::default();
-        tracing::info!(job = %t.job_id, task = t.id, epoch = t.epoch, kind = mesh_raft::jobs::task_kind_name(t.kind), "running task");
+        tracing::info!(job = %t.job_id, task = t.id, epoch = t.epoch, kind = mesh_proto::names::task_kind(t.kind), "running task");
         let ctx2 = ctx.clone();
         let (p2, l2, c2) = (progress.clone(), lines.clone(), cancel.clone());
         tokio::spawn(async move {

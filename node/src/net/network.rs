@@ -21,11 +21,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, SnapshotSegmentId};
 
-use crate::peers::{is_transport_failure, Peers};
-
-/// Reason sent by a receiver whose snapshot stream does not match the chunk (it restarted);
-/// the sender then restarts the snapshot from offset 0.
-pub const SNAPSHOT_MISMATCH: &str = "SNAPSHOT_MISMATCH";
+use crate::net::peers::{is_transport_failure, Peers};
 
 pub struct Network {
     pub peers: Arc<Peers>,
@@ -121,7 +117,7 @@ impl RaftNetwork<TypeConfig> for PeerLink {
                     vote: codec::vote_from_pb(&vote),
                 })
             }
-            Err(status) if reason_of(&status) == Some(SNAPSHOT_MISMATCH) => {
+            Err(status) if crate::error::reason_of(&status) == Some(mesh_proto::Reason::SnapshotMismatch) => {
                 // The receiver lost its partial snapshot (e.g. it restarted): start over.
                 let mismatch = SnapshotMismatch {
                     expect: SnapshotSegmentId {
@@ -171,13 +167,6 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         // An unreachable peer is retried every 500 ms: quick to notice its return, cheap while down.
         Backoff::new(std::iter::repeat(Duration::from_millis(500)))
     }
-}
-
-fn reason_of(status: &tonic::Status) -> Option<&str> {
-    status
-        .metadata()
-        .get(crate::error::REASON_KEY)
-        .and_then(|v| v.to_str().ok())
 }
 
 /// Encodes openraft's AppendEntries response.
