@@ -14,6 +14,7 @@
 //! - [`secrets`]: the cluster data key and the encrypted secrets of credentials.
 //! - [`tls`], [`identity`], [`dev`], [`metrics`].
 
+pub mod background;
 pub mod cluster;
 pub mod config;
 pub mod dev;

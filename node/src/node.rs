@@ -54,6 +54,10 @@ pub struct Node {
     pub metrics: Metrics,
     /// The cluster data key once this node has it (see `crate::secrets`); never logged.
     pub data_key: RwLock<Option<Arc<crate::secrets::DataKey>>>,
+    /// The status board of this node's background workers (see `crate::background`).
+    pub workers: crate::background::Workers,
+    /// Why the node must stop, once something found it cannot go on (see [`Node::fatal`]).
+    pub fatal: Mutex<Option<String>>,
 }
 
 /// Wall-clock milliseconds, stamped into commands by their proposer.
@@ -65,6 +69,13 @@ pub fn now_ms() -> u64 {
 }
 
 impl Node {
+    /// Stops the node because it cannot go on: keeps the first reason (the node exits 1 with it)
+    /// and fires the shutdown signal.
+    pub fn fatal(&self, reason: impl Into<String>) {
+        self.fatal.lock().unwrap().get_or_insert_with(|| reason.into());
+        self.shutdown.cancel();
+    }
+
     /// A copy of the current Raft metrics (never hold the watch borrow across an await).
     pub fn raft_metrics(&self) -> RaftMetrics<NodeId, openraft::BasicNode> {
         self.raft.metrics().borrow().clone()

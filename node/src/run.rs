@@ -20,7 +20,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
-use crate::cluster::{bootstrap, controller, identity, membership};
+use crate::background::{self, Worker};
+use crate::cluster::{bootstrap, duties as cluster_duties, identity, membership};
 use crate::config::Config;
 use crate::dev;
 use crate::metrics::Metrics;
@@ -116,6 +117,8 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
         shutdown: shutdown.clone(),
         metrics: Metrics::new(),
         data_key: RwLock::new(data_key.map(Arc::new)),
+        workers: Default::default(),
+        fatal: Mutex::new(None),
     });
 
     // gRPC server. Bind first so a taken port is reported before anything else starts.
@@ -225,20 +228,18 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
         });
     }
 
-    let controller_task = tokio::spawn(controller::run(node.clone()));
+    // Every periodic duty, on every node or only on the leader (see `background`).
+    let workers_task = tokio::spawn(background::run(node.clone(), duties()));
     // The worker stops first on a drain (a child of the shutdown signal): its tasks report their
     // checkpoints and are handed back while Raft and the servers still run.
     let worker_stop = shutdown.child_token();
     let worker_task = tokio::spawn(crate::jobs::worker::run(node.clone(), worker_stop.clone()));
-    let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     {
         let node = node.clone();
-        let fatal = fatal.clone();
         tokio::spawn(async move {
             if let Err(e) = bootstrap::run(node.clone()).await {
                 tracing::error!("{e}");
-                *fatal.lock().unwrap() = Some(e.to_string());
-                node.shutdown.cancel();
+                node.fatal(e.to_string());
             }
         });
     }
@@ -267,7 +268,7 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
     {
         tracing::warn!("the worker did not stop within 10s");
     }
-    if node.is_leader() && fatal.lock().unwrap().is_none() {
+    if node.is_leader() && node.fatal.lock().unwrap().is_none() {
         let (voters, _) = membership::members(&node);
         if voters.iter().any(|v| *v != node.id) {
             match membership::transfer_leadership(&node, 0).await {
@@ -283,7 +284,7 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
         Err(_) => tracing::warn!("in-flight calls did not finish within {DRAIN_TIMEOUT:?}; closing"),
         _ => {}
     }
-    let _ = controller_task.await;
+    let _ = workers_task.await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!("raft shutdown: {e}");
     }
@@ -292,9 +293,27 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
         .await
         .map_err(|e| RunError::Failed(format!("flushing the store: {e}")))?;
     tracing::info!("stopped");
-    let fatal = fatal.lock().unwrap().take();
+    let fatal = node.fatal.lock().unwrap().take();
     match fatal {
         Some(e) => Err(RunError::Failed(e)),
         None => Ok(()),
     }
+}
+
+/// Every background worker of a node, in the order `meshctl operator workers` lists them.
+/// Adding a duty is adding it here.
+fn duties() -> Vec<Arc<dyn Worker>> {
+    vec![
+        // On every node.
+        Arc::new(cluster_duties::Observer::default()),
+        Arc::new(cluster_duties::ClusterIdentity),
+        Arc::new(crate::secrets::DataKeySync),
+        Arc::new(cluster_duties::Heartbeat),
+        Arc::new(cluster_duties::NodeRecord),
+        // On the leader only.
+        Arc::new(cluster_duties::ClusterInit),
+        Arc::new(cluster_duties::LivenessCheck),
+        Arc::new(cluster_duties::Autopilot),
+        Arc::new(crate::jobs::scheduler::JobScheduler),
+    ]
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use mesh_proto::v1 as pb;
 use openraft::BasicNode;
 
-use crate::cluster::controller::own_record;
+use crate::cluster::duties::own_record;
 use crate::node::Node;
 
 /// Pause between rounds of probing the join list.

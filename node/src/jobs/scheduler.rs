@@ -1,4 +1,4 @@
-//! The leader's job scheduler, run on every controller tick while this node leads:
+//! The leader's job scheduler, the `job-scheduler` worker (leader only, every 500 ms):
 //! 1. takes back the tasks of nodes judged down (or gone), so they resume elsewhere from their
 //!    checkpoints — only after the leader-grace period, like every liveness judgement;
 //! 2. assigns pending tasks to nodes with free slots (`worker.slots` each, all jobs together),
@@ -13,10 +13,34 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use mesh_proto::v1::{self as pb, NodeState, TaskState};
 use mesh_raft::{jobs, settings, StateReader};
 
+use std::time::Duration;
+
+use crate::background::{Scope, WorkError, Worker};
+use crate::cluster::duties::{grace_over, TICK};
 use crate::error::ApiError;
 use crate::node::{now_ms, Node};
 
-/// One tick of the scheduler (leader only).
+/// The `job-scheduler` worker.
+pub struct JobScheduler;
+
+#[tonic::async_trait]
+impl Worker for JobScheduler {
+    fn name(&self) -> &'static str {
+        "job-scheduler"
+    }
+    fn scope(&self) -> Scope {
+        Scope::Leader
+    }
+    fn period(&self) -> Duration {
+        TICK
+    }
+    async fn work(&self, node: &Node) -> Result<(), WorkError> {
+        tick(node, grace_over(node)).await?;
+        Ok(())
+    }
+}
+
+/// One pass of the scheduler (leader only).
 pub async fn tick(node: &Node, grace_over: bool) -> Result<(), ApiError> {
     if grace_over {
         release_dead(node).await?;

@@ -1,7 +1,7 @@
 //! The cluster data key and the secrets of credentials.
 //!
 //! - The **data key** is 32 random bytes created by the node that bootstraps the cluster (with the
-//!   root token, see `controller::init_cluster`). Only its SHA-256 ([`DataKey::fingerprint`]) enters
+//!   root token, see `cluster::duties::ClusterInit`). Only its SHA-256 ([`DataKey::fingerprint`]) enters
 //!   the log (ClusterInfo.data_key_sha256). Each node keeps the key hex-encoded in
 //!   `<data-dir>/data-key`, mode 0600; nodes that did not create it fetch it from a member over
 //!   mutual TLS (`PeerService.GetDataKey`) and check it against the fingerprint.
@@ -36,7 +36,7 @@ use mesh_engine::store::{CredentialSource, FsLocationSpec, LocationSpec, S3Locat
 
 /// File of the data key in the data dir (hex, mode 0600).
 pub const DATA_KEY_FILE: &str = "data-key";
-/// A data key created for a cluster that has not recorded it yet (see `controller`).
+/// A data key created for a cluster that has not recorded it yet (see `cluster::duties::ClusterInit`).
 pub const PENDING_DATA_KEY_FILE: &str = "data-key.pending";
 
 const KEY_LEN: usize = 32;
@@ -434,7 +434,26 @@ pub fn pending_key_for_init(dir: &Path) -> Result<DataKey, SecretsError> {
     Ok(k)
 }
 
-/// Controller step, every tick: once the cluster has a data key fingerprint, make sure this node
+/// The `data-key` worker (every node): see [`sync`].
+pub struct DataKeySync;
+
+#[tonic::async_trait]
+impl crate::background::Worker for DataKeySync {
+    fn name(&self) -> &'static str {
+        "data-key"
+    }
+    fn scope(&self) -> crate::background::Scope {
+        crate::background::Scope::Node
+    }
+    fn period(&self) -> Duration {
+        crate::cluster::duties::TICK
+    }
+    async fn work(&self, node: &Node) -> Result<(), crate::background::WorkError> {
+        sync(node).await.map_err(crate::background::WorkError::Fatal)
+    }
+}
+
+/// One pass of the `data-key` worker: once the cluster has a data key fingerprint, make sure this node
 /// holds that key — promote the pending key of the bootstrapping node, or fetch it from the leader
 /// or another member. Err = this node holds a different key: it must stop.
 pub async fn sync(node: &Node) -> Result<(), String> {

@@ -280,4 +280,25 @@ impl pb::cluster_service_server::ClusterService for ClusterRpc {
             .collect();
         Ok(Response::new(pb::ListSettingsResponse { settings, linearizable }))
     }
+
+    async fn list_workers(
+        &self,
+        req: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let _t = self.node.metrics.rpc_timer("ListWorkers");
+        if req.get_ref().local || self.node.is_leader() {
+            return Ok(Response::new(pb::ListWorkersResponse {
+                node_id: self.node.id,
+                is_leader: self.node.is_leader(),
+                workers: self.node.workers.statuses(),
+            }));
+        }
+        let auth = req.metadata().get("authorization").cloned();
+        let resp = self
+            .leader_client()?
+            .list_workers(with_auth(pb::ListWorkersRequest { local: true }, auth))
+            .await
+            .map_err(|s| ApiError::from_status(&s))?;
+        Ok(resp)
+    }
 }
