@@ -130,9 +130,25 @@ pub fn reason_of(status: &Status) -> Option<Reason> {
         .and_then(Reason::parse)
 }
 
+/// Longest message a status carries: it travels in an HTTP/2 header, and clients limit those.
+const MAX_STATUS_MESSAGE: usize = 2048;
+
+/// `message` cut to [`MAX_STATUS_MESSAGE`] bytes at a character boundary.
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_STATUS_MESSAGE {
+        let mut end = MAX_STATUS_MESSAGE - 16;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("… (cut)");
+    }
+    message
+}
+
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Status {
-        let mut status = Status::new(err.code(), err.to_string());
+        let mut status = Status::new(err.code(), bounded(err.to_string()));
         status
             .metadata_mut()
             .insert(REASON_KEY, MetadataValue::from_static(err.reason().as_str()));
@@ -183,6 +199,13 @@ mod tests {
             "job j-1 already exists".into(),
         ));
         assert_eq!(s.code(), Code::AlreadyExists);
+    }
+
+    #[test]
+    fn a_long_message_is_cut() {
+        let s = Status::from(ApiError::InvalidArgument("é".repeat(1 << 20)));
+        assert!(s.message().len() <= MAX_STATUS_MESSAGE, "{}", s.message().len());
+        assert!(s.message().ends_with("(cut)"));
     }
 
     #[test]

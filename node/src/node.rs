@@ -25,6 +25,10 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(12);
 /// Longest the leader waits for one of its proposals to commit and apply.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest command proposed to the replicated log (requests are bounded well below this; this
+/// guards every path, the node's own proposals included).
+pub const MAX_ENTRY_BYTES: usize = 8 << 20;
+
 /// meshd version, reported in heartbeats and status.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -114,6 +118,12 @@ impl Node {
     /// straight into Raft; elsewhere it is forwarded. Retries across a leader change until
     /// `LEADER_WAIT` runs out. A deterministic refusal by the state machine becomes an error.
     pub async fn write(&self, mut cmd: pb::Command) -> Result<pb::CommandResponse, ApiError> {
+        let size = prost::Message::encoded_len(&cmd);
+        if size > MAX_ENTRY_BYTES {
+            return Err(ApiError::InvalidArgument(format!(
+                "this change is {size} bytes encoded; a replicated entry is at most {MAX_ENTRY_BYTES}"
+            )));
+        }
         if cmd.at_ms == 0 {
             cmd.at_ms = now_ms();
         }
@@ -240,6 +250,27 @@ impl Node {
         }
     }
 
+    /// Refuses `what` unless every voter's recorded version is at least `min` (`x.y.z`): a new
+    /// shape of replicated entry is proposed only once every voter's state machine accepts it.
+    pub fn require_voters_at(&self, min: &str, what: &str) -> Result<(), ApiError> {
+        let m = self.raft_metrics();
+        let voters: Vec<(NodeId, String)> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| (id, self.state.node(id).map(|r| r.version).unwrap_or_default()))
+            .collect();
+        let behind = voters_behind(&voters, min);
+        if behind.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::FailedPrecondition(format!(
+            "{what} needs every voter at version {min} or later, but {} {} older; upgrade them first",
+            behind.join(", "),
+            if behind.len() == 1 { "is" } else { "are" }
+        )))
+    }
+
     /// Checks the header of a node-to-node request: it must be meant for this node and come from
     /// this node's cluster.
     pub fn check_peer_header(&self, header: Option<&pb::PeerHeader>) -> Result<(), ApiError> {
@@ -261,11 +292,46 @@ impl Node {
     }
 }
 
+/// The voters (id, recorded version) older than `min`, described for a message. Versions are
+/// compared as numbers part by part (`0.10.0` > `0.9.1`); an empty version counts as oldest.
+pub fn voters_behind(voters: &[(NodeId, String)], min: &str) -> Vec<String> {
+    let parse = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    voters
+        .iter()
+        .filter(|(_, v)| parse(v) < parse(min))
+        .map(|(id, v)| match v.as_str() {
+            "" => format!("node {id} (version unknown)"),
+            v => format!("node {id} ({v})"),
+        })
+        .collect()
+}
+
 /// Turns a state-machine refusal carried in a response into an error.
 pub fn refusal_to_error(resp: pb::CommandResponse) -> Result<pb::CommandResponse, ApiError> {
     if resp.error.is_empty() {
         Ok(resp)
     } else {
         Err(ApiError::from_refusal(&resp.reason, resp.error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_behind_a_version_are_named() {
+        let voters = [
+            (1, "0.2.0".to_string()),
+            (2, "0.10.0".to_string()),
+            (3, "0.1.9".to_string()),
+            (4, String::new()),
+        ];
+        assert_eq!(
+            voters_behind(&voters, "0.2.0"),
+            ["node 3 (0.1.9)", "node 4 (version unknown)"]
+        );
+        assert!(voters_behind(&voters[..2], "0.2.0").is_empty());
+        assert_eq!(voters_behind(&voters[..2], "0.9.0"), ["node 1 (0.2.0)"]);
     }
 }

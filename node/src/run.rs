@@ -31,6 +31,7 @@ use crate::net::tls::TlsMaterial;
 use crate::node::Node;
 use crate::server::auth::{ClientAuth, PeerAuth};
 use crate::server::{cluster::ClusterRpc, config::ConfigRpc, jobs::JobRpc, peer::PeerRpc, raft::RaftRpc};
+use mesh_proto::rules::MAX_REQUEST_BYTES;
 
 /// How a node run ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -149,19 +150,19 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
             PeerAuth,
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            ClusterServiceServer::new(ClusterRpc { node: node.clone() }),
+            ClusterServiceServer::new(ClusterRpc { node: node.clone() }).max_decoding_message_size(MAX_REQUEST_BYTES),
             client_auth.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            LocationServiceServer::new(config_rpc.clone()),
+            LocationServiceServer::new(config_rpc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
             client_auth.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            CredentialServiceServer::new(config_rpc),
+            CredentialServiceServer::new(config_rpc).max_decoding_message_size(MAX_REQUEST_BYTES),
             client_auth.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            JobServiceServer::new(JobRpc::new(node.clone())),
+            JobServiceServer::new(JobRpc::new(node.clone())).max_decoding_message_size(MAX_REQUEST_BYTES),
             client_auth,
         ));
     let server_stop = CancellationToken::new();

@@ -10,6 +10,231 @@ use std::time::Duration;
 
 use crate::v1::{self as pb, CredentialKind, LocationKind};
 
+/// The first version whose state machine accepts an s3 location without a credential (the
+/// nodes' default credential chain). A node proposes one only when every voter runs at least
+/// this version, since older nodes refuse it.
+pub const DEFAULT_CHAIN_SINCE: &str = "0.2.0";
+
+/// Most characters of a user's input an error message shows (a 1 MiB name must not come back
+/// in a status: it would break the client's metadata limit and flood logs).
+pub const ECHO_CHARS: usize = 64;
+/// Longest location or credential name.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Most include/exclude rules in one job.
+pub const MAX_FILTER_RULES: usize = 1_000;
+/// Longest include/exclude pattern.
+pub const MAX_GLOB_BYTES: usize = 1_024;
+/// Longest job path (an S3 key is at most 1,024 bytes).
+pub const MAX_PATH_BYTES: usize = 1_024;
+/// Longest fs location root.
+pub const MAX_FS_PATH_BYTES: usize = 4_096;
+/// Largest encoded job spec accepted into the replicated log.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+/// Largest encoded request a public API call may send (meshd refuses larger ones while
+/// decoding).
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// `input` quoted for an error message, cut to [`ECHO_CHARS`] characters (and its full length
+/// said) when longer.
+pub fn echo(input: &str) -> String {
+    let mut chars = input.chars();
+    let head: String = chars.by_ref().take(ECHO_CHARS).collect();
+    if chars.next().is_none() {
+        format!("{head:?}")
+    } else {
+        format!("{head:?}… ({} bytes)", input.len())
+    }
+}
+
+/// The storage classes of Amazon S3 itself (S3-compatible stores may define their own).
+pub const AWS_STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+    "FSX_OPENZFS",
+];
+
+/// Whether an S3 endpoint is Amazon's own: none given (the SDK's default), or a host under
+/// `amazonaws.com` / `amazonaws.com.cn`.
+pub fn is_aws_endpoint(endpoint: &str) -> bool {
+    if endpoint.is_empty() {
+        return true;
+    }
+    match url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    {
+        Some(h) => h.ends_with(".amazonaws.com") || h.ends_with(".amazonaws.com.cn"),
+        None => false,
+    }
+}
+
+/// A storage class for a destination on `endpoint`: well-formed, and on Amazon S3 one of
+/// [`AWS_STORAGE_CLASSES`].
+pub fn check_storage_class_for(endpoint: &str, sc: &str) -> Result<(), String> {
+    validate_storage_class(sc)?;
+    if is_aws_endpoint(endpoint) && !AWS_STORAGE_CLASSES.contains(&sc) {
+        return Err(format!(
+            "storage class {} is not an Amazon S3 storage class; use one of {}",
+            echo(sc),
+            AWS_STORAGE_CLASSES.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// An S3 endpoint URL as an operator may give it: `http(s)://host[:port][/path]`, no user info
+/// (credentials never go in a URL), query or fragment. Stricter than the state machine's rule,
+/// which keeps accepting what older nodes accepted.
+pub fn check_endpoint_url(endpoint: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "endpoint {} is not a URL like https://host[:port]: {why}",
+            echo(endpoint)
+        ))
+    };
+    let u = match url::Url::parse(endpoint) {
+        Ok(u) => u,
+        Err(e) => return bad(&e.to_string()),
+    };
+    if !matches!(u.scheme(), "http" | "https") {
+        return bad("the scheme must be http or https");
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return bad("it has no host");
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return bad("it must not carry a user name or password (use a credential)");
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return bad("it must not have a query or fragment");
+    }
+    Ok(())
+}
+
+/// An fs location root as an operator may give it, in its normal form: absolute, no `.` or `..`
+/// segment (the same directory on every node, never a way out of it), no empty segment, no
+/// trailing '/', no control character, at most [`MAX_FS_PATH_BYTES`].
+pub fn normalize_fs_root(path: &str) -> Result<String, String> {
+    if path.len() > MAX_FS_PATH_BYTES {
+        return Err(format!(
+            "fs path {} is {} bytes long; at most {MAX_FS_PATH_BYTES}",
+            echo(path),
+            path.len()
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "fs path {} must be absolute (the same directory on every node)",
+            echo(path)
+        ));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(format!("fs path {} contains a control character", echo(path)));
+    }
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let Some(s) = segments.iter().find(|s| **s == "." || **s == "..") {
+        return Err(format!(
+            "fs path {} contains a {s:?} segment; give the resolved directory (e.g. with `realpath`)",
+            echo(path)
+        ));
+    }
+    Ok(format!("/{}", segments.join("/")))
+}
+
+/// The checks a node makes on a location before proposing it, beyond the state machine's own
+/// (which stay as older nodes apply them): a real endpoint URL, an fs root in normal form, and
+/// a storage class Amazon knows for an Amazon endpoint. Returns the location to propose.
+pub fn admit_location(l: &pb::Location) -> Result<pb::Location, String> {
+    validate_name("location", &l.name)?;
+    let mut l = l.clone();
+    let ctx = |e: String| format!("location {:?}: {e}", l.name);
+    match LocationKind::try_from(l.kind).unwrap_or(LocationKind::Unspecified) {
+        LocationKind::S3 => {
+            if !l.endpoint.is_empty() {
+                check_endpoint_url(&l.endpoint).map_err(ctx)?;
+            }
+            if !l.storage_class.is_empty() {
+                check_storage_class_for(&l.endpoint, &l.storage_class).map_err(ctx)?;
+            }
+        }
+        LocationKind::Fs => {
+            l.fs_path = normalize_fs_root(&l.fs_path).map_err(ctx)?;
+        }
+        LocationKind::Unspecified => {}
+    }
+    normalize_location(&l)
+}
+
+/// The bounds of a job spec a node checks before proposing it: rule count and pattern length,
+/// path length and characters, total encoded size.
+pub fn check_spec_bounds(spec: &pb::JobSpec) -> Result<(), String> {
+    use prost::Message as _;
+    if spec.rules.len() > MAX_FILTER_RULES {
+        return Err(format!(
+            "{} include/exclude rules; a job takes at most {MAX_FILTER_RULES} (combine patterns with {{a,b}} or **)",
+            spec.rules.len()
+        ));
+    }
+    if let Some(r) = spec.rules.iter().find(|r| r.glob.len() > MAX_GLOB_BYTES) {
+        return Err(format!(
+            "the pattern {} is {} bytes long; at most {MAX_GLOB_BYTES}",
+            echo(&r.glob),
+            r.glob.len()
+        ));
+    }
+    for (what, path) in [("source", &spec.src_path), ("destination", &spec.dst_path)] {
+        if path.len() > MAX_PATH_BYTES {
+            return Err(format!(
+                "the {what} path {} is {} bytes long; at most {MAX_PATH_BYTES} (an S3 key's limit)",
+                echo(path),
+                path.len()
+            ));
+        }
+        if path.chars().any(char::is_control) {
+            return Err(format!(
+                "the {what} path {} contains a control character (NUL, newline, ...)",
+                echo(path)
+            ));
+        }
+    }
+    for (what, name) in [("source", &spec.src_location), ("destination", &spec.dst_location)] {
+        if !name.is_empty() {
+            validate_name(&format!("{what} location"), name)?;
+        }
+    }
+    for (what, v) in [
+        ("tier", &spec.tier),
+        ("verify mode", &spec.verify),
+        ("storage class", &spec.storage_class),
+        ("SSE", &spec.sse),
+        ("KMS key", &spec.kms_key_id),
+    ] {
+        if v.len() > 2048 {
+            return Err(format!(
+                "the {what} {} is {} bytes long; at most 2048",
+                echo(v),
+                v.len()
+            ));
+        }
+    }
+    let size = spec.encoded_len();
+    if size > MAX_SPEC_BYTES {
+        return Err(format!(
+            "the job spec is {size} bytes encoded; at most {MAX_SPEC_BYTES}"
+        ));
+    }
+    Ok(())
+}
+
 /// AES-256-GCM nonce (12) + tag (16): the shortest valid ciphertext (of an empty plaintext).
 pub const MIN_CIPHERTEXT_LEN: usize = 28;
 
@@ -18,8 +243,11 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{what} name is empty"));
     }
-    if name.len() > 64 {
-        return Err(format!("{what} name {name:?} is longer than 64 characters"));
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "{what} name {} is longer than {MAX_NAME_BYTES} characters",
+            echo(name)
+        ));
     }
     if let Some(c) = name
         .chars()
@@ -34,7 +262,7 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
 
 /// Checks a bucket name against the S3 general purpose bucket naming rules.
 pub fn validate_bucket(bucket: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("invalid bucket name {bucket:?}: {why}"));
+    let bad = |why: &str| Err(format!("invalid bucket name {}: {why}", echo(bucket)));
     if bucket.len() < 3 || bucket.len() > 63 {
         return bad("must be 3 to 63 characters long");
     }
@@ -95,7 +323,7 @@ fn validate_prefix(prefix: &str) -> Result<(), String> {
         ));
     }
     if prefix.chars().any(|c| c.is_control()) {
-        return Err(format!("prefix {prefix:?} contains a control character"));
+        return Err(format!("prefix {} contains a control character", echo(prefix)));
     }
     Ok(())
 }
@@ -104,10 +332,13 @@ fn validate_endpoint(endpoint: &str) -> Result<(), String> {
     let rest = endpoint
         .strip_prefix("https://")
         .or_else(|| endpoint.strip_prefix("http://"))
-        .ok_or_else(|| format!("endpoint {endpoint:?} must start with http:// or https://"))?;
+        .ok_or_else(|| format!("endpoint {} must start with http:// or https://", echo(endpoint)))?;
     let host = rest.split('/').next().unwrap_or("");
     if host.is_empty() || endpoint.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("endpoint {endpoint:?} is not a URL like https://host[:port]"));
+        return Err(format!(
+            "endpoint {} is not a URL like https://host[:port]",
+            echo(endpoint)
+        ));
     }
     Ok(())
 }
@@ -118,7 +349,7 @@ fn validate_region(region: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(format!("region {region:?} is not a region name like eu-west-1"));
+        return Err(format!("region {} is not a region name like eu-west-1", echo(region)));
     }
     Ok(())
 }
@@ -131,7 +362,8 @@ pub fn validate_storage_class(sc: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
     {
         return Err(format!(
-            "storage class {sc:?} is not a storage class like STANDARD, STANDARD_IA or GLACIER_IR"
+            "storage class {} is not a storage class like STANDARD, STANDARD_IA or GLACIER_IR",
+            echo(sc)
         ));
     }
     Ok(())
@@ -157,12 +389,11 @@ pub fn normalize_location(l: &pb::Location) -> Result<pb::Location, String> {
             if !l.endpoint.is_empty() {
                 validate_endpoint(&l.endpoint).map_err(ctx)?;
             }
-            if l.credential.is_empty() {
-                return Err(ctx(
-                    "an s3 location needs a credential (create one with `meshctl credential add NAME --default-chain` to use the nodes' default AWS credentials)".into(),
-                ));
+            // No credential: the nodes' default AWS credential chain (environment, profile,
+            // instance role), as every AWS tool does (accepted from 0.2.0; see `DEFAULT_CHAIN_SINCE`).
+            if !l.credential.is_empty() {
+                validate_name("credential", &l.credential).map_err(ctx)?;
             }
-            validate_name("credential", &l.credential).map_err(ctx)?;
             if !l.storage_class.is_empty() {
                 validate_storage_class(&l.storage_class).map_err(ctx)?;
             }
@@ -187,8 +418,8 @@ pub fn normalize_location(l: &pb::Location) -> Result<pb::Location, String> {
             let ctx = |e: &str| format!("location {:?}: {e}", l.name);
             if !l.fs_path.starts_with('/') {
                 return Err(ctx(&format!(
-                    "fs path {:?} must be absolute (the same directory on every node)",
-                    l.fs_path
+                    "fs path {} must be absolute (the same directory on every node)",
+                    echo(&l.fs_path)
                 )));
             }
             if l.fs_path.contains('\0') {
@@ -261,8 +492,8 @@ pub fn validate_credential(c: &pb::Credential) -> Result<(), String> {
         CredentialKind::AssumeRole => {
             if !c.role_arn.starts_with("arn:") || !c.role_arn.contains(":role/") {
                 return Err(ctx(&format!(
-                    "role ARN {:?} is not like arn:aws:iam::123456789012:role/NAME",
-                    c.role_arn
+                    "role ARN {} is not like arn:aws:iam::123456789012:role/NAME",
+                    echo(&c.role_arn)
                 )));
             }
             if !c.access_key_id.is_empty() || has_secret {
@@ -346,15 +577,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     } else if let Some(n) = s.strip_suffix('h') {
         (n, 3_600_000)
     } else {
-        return Err(format!("{s:?}: {form}"));
+        return Err(format!("{}: {form}", echo(s)));
     };
     if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{s:?}: {form}"));
+        return Err(format!("{}: {form}", echo(s)));
     }
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: number too large"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{}: number too large", echo(s)))?;
     let ms = n
         .checked_mul(mult_ms)
-        .ok_or_else(|| format!("{s:?}: duration too large"))?;
+        .ok_or_else(|| format!("{}: duration too large", echo(s)))?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -367,7 +598,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() || t != s {
-        return Err(format!("{s:?}: {form}"));
+        return Err(format!("{}: {form}", echo(s)));
     }
     let mult: u64 = match unit {
         "" | "B" => 1,
@@ -379,15 +610,123 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         "TB" => 1_000_000_000_000,
-        _ => return Err(format!("{s:?}: {form}")),
+        _ => return Err(format!("{}: {form}", echo(s))),
     };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: number too large"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: size too large"))
+    let n: u64 = num.parse().map_err(|_| format!("{}: number too large", echo(s)))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{}: size too large", echo(s)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echo_cuts_long_input_and_says_its_length() {
+        assert_eq!(echo("abc"), "\"abc\"");
+        let long = "é".repeat(1000);
+        let e = echo(&long);
+        assert!(e.starts_with(&format!("{:?}", "é".repeat(ECHO_CHARS))), "{e}");
+        assert!(e.ends_with("(2000 bytes)"), "{e}");
+        let e = validate_name("location", &"n".repeat(1 << 20)).unwrap_err();
+        assert!(e.len() < 200 && e.contains("1048576 bytes"), "{e}");
+    }
+
+    #[test]
+    fn endpoints_must_be_urls_without_credentials() {
+        for ok in [
+            "https://s3.eu-west-1.amazonaws.com",
+            "http://127.0.0.1:8333",
+            "http://[::1]:9000",
+            "https://minio.lan/s3",
+        ] {
+            check_endpoint_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, why) in [
+            ("http://[::1", "invalid IPv6"),
+            ("ftp://host", "http or https"),
+            ("https://user:pw@host", "user name or password"),
+            ("https://host/?x=1", "query"),
+            ("host:9000", "http or https"),
+        ] {
+            let e = check_endpoint_url(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn fs_roots_are_normalised_and_never_escape() {
+        assert_eq!(normalize_fs_root("/data//mesh/").unwrap(), "/data/mesh");
+        assert_eq!(normalize_fs_root("/").unwrap(), "/");
+        for (bad, why) in [
+            ("/tmp/../etc", "\"..\" segment"),
+            ("/a/./b", "\".\" segment"),
+            ("relative", "absolute"),
+            ("/a\0b", "control character"),
+        ] {
+            let e = normalize_fs_root(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(normalize_fs_root(&format!("/{}", "a".repeat(5000))).is_err());
+    }
+
+    #[test]
+    fn storage_classes_of_amazon_and_of_compatible_stores() {
+        check_storage_class_for("", "GLACIER_IR").unwrap();
+        check_storage_class_for("https://s3.us-east-1.amazonaws.com", "DEEP_ARCHIVE").unwrap();
+        let e = check_storage_class_for("", "COLD_AS_ICE").unwrap_err();
+        assert!(
+            e.contains("not an Amazon S3 storage class") && e.contains("STANDARD_IA"),
+            "{e}"
+        );
+        assert!(check_storage_class_for("https://bucket.s3.amazonaws.com.cn", "COLD_AS_ICE").is_err());
+        check_storage_class_for("http://127.0.0.1:8333", "COLD_AS_ICE").unwrap();
+        assert!(check_storage_class_for("http://127.0.0.1:8333", "cold as ice").is_err());
+    }
+
+    #[test]
+    fn job_specs_are_bounded() {
+        let mut s = pb::JobSpec {
+            src_location: "a".into(),
+            dst_location: "b".into(),
+            ..Default::default()
+        };
+        check_spec_bounds(&s).unwrap();
+        s.rules = vec![
+            pb::FilterRule {
+                include: true,
+                glob: "*".into()
+            };
+            MAX_FILTER_RULES + 1
+        ];
+        assert!(check_spec_bounds(&s).unwrap_err().contains("at most 1000"));
+        s.rules.truncate(MAX_FILTER_RULES);
+        check_spec_bounds(&s).unwrap();
+        s.rules = vec![pb::FilterRule {
+            include: true,
+            glob: "g".repeat(MAX_GLOB_BYTES + 1),
+        }];
+        assert!(check_spec_bounds(&s).unwrap_err().contains("1025 bytes long"));
+        s.rules.clear();
+        s.dst_path = "a\0/".into();
+        assert!(check_spec_bounds(&s).unwrap_err().contains("control character"));
+        s.dst_path = format!("{}/", "p".repeat(MAX_PATH_BYTES));
+        assert!(check_spec_bounds(&s).unwrap_err().contains("at most 1024"));
+        s.dst_path.clear();
+        s.dst_location = "bad name".into();
+        assert!(check_spec_bounds(&s).unwrap_err().contains("destination location name"));
+    }
+
+    #[test]
+    fn an_s3_location_without_a_credential_uses_the_default_chain() {
+        let l = pb::Location {
+            name: "aws".into(),
+            kind: LocationKind::S3 as i32,
+            bucket: "my-bucket".into(),
+            ..Default::default()
+        };
+        assert_eq!(admit_location(&l).unwrap().credential, "");
+    }
 
     #[test]
     fn bucket_rules() {

@@ -58,7 +58,7 @@ pub(crate) fn put_location(t: &mut Tables, p: &pb::PutLocation, at: u64) -> Resu
         .as_ref()
         .ok_or_else(|| invalid("PutLocation without a location"))?;
     let mut l = normalize_location(l).map_err(invalid)?;
-    if l.kind == LocationKind::S3 as i32 && !t.credentials.contains_key(&l.credential) {
+    if l.kind == LocationKind::S3 as i32 && !l.credential.is_empty() && !t.credentials.contains_key(&l.credential) {
         return Err((
             Reason::NotFound,
             format!(

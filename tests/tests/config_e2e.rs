@@ -286,11 +286,6 @@ fn locations_and_credentials_on_a_three_node_mesh() {
             "credential \"nope\" does not exist",
         ),
         (
-            &["location", "add", "x2", "--s3", "some-bucket"],
-            1,
-            "credential \"default\" does not exist",
-        ),
-        (
             &["location", "add", "x3", "--s3", "Bad_Bucket", "--credential", "keys"],
             2,
             "invalid bucket name",

@@ -285,7 +285,12 @@ pub fn location_spec(state: &StateReader, l: &pb::Location, key: &DataKey) -> Re
                 endpoint: opt(&l.endpoint),
                 path_style: l.path_style,
                 credential_name: l.credential.clone(),
-                credential: resolve_credential(state, &l.credential, key)?,
+                // No credential named: the nodes' default AWS credential chain.
+                credential: if l.credential.is_empty() {
+                    CredentialSource::DefaultChain
+                } else {
+                    resolve_credential(state, &l.credential, key)?
+                },
                 defaults: WriteDefaults {
                     storage_class: opt(&l.storage_class),
                     sse,

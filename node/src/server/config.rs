@@ -93,7 +93,11 @@ impl pb::location_service_server::LocationService for ConfigRpc {
             .ok_or_else(|| ApiError::InvalidArgument("AddLocation needs a location".into()))?;
         loc.created_at_ms = 0;
         loc.updated_at_ms = 0;
-        let loc = rules::normalize_location(&loc).map_err(ApiError::InvalidArgument)?;
+        let loc = rules::admit_location(&loc).map_err(ApiError::InvalidArgument)?;
+        if loc.kind() == pb::LocationKind::S3 && loc.credential.is_empty() {
+            self.node
+                .require_voters_at(rules::DEFAULT_CHAIN_SINCE, "an s3 location without --credential")?;
+        }
         let name = loc.name.clone();
         self.propose(pb::command::Kind::PutLocation(pb::PutLocation {
             location: Some(loc),
@@ -126,10 +130,18 @@ impl pb::location_service_server::LocationService for ConfigRpc {
         let location = self.node.state.location(&r.name).ok_or_else(|| {
             ApiError::NotFound(format!("location `{}` not found (see `meshctl location list`)", r.name))
         })?;
-        let credential = Some(&location.credential)
-            .filter(|c| !c.is_empty())
-            .and_then(|c| self.node.state.credential(c))
-            .map(|c| self.view(&c));
+        let credential = if location.kind() == pb::LocationKind::S3 && location.credential.is_empty() {
+            // No credential named: the nodes' default chain, shown as a nameless credential.
+            Some(pb::CredentialView {
+                kind: pb::CredentialKind::DefaultChain as i32,
+                ..Default::default()
+            })
+        } else {
+            Some(&location.credential)
+                .filter(|c| !c.is_empty())
+                .and_then(|c| self.node.state.credential(c))
+                .map(|c| self.view(&c))
+        };
         Ok(Response::new(pb::GetLocationResponse {
             location: Some(location),
             credential,

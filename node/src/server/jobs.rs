@@ -114,6 +114,7 @@ pub fn compile_rules(rules: &[pb::FilterRule]) -> Result<Filter, ApiError> {
 /// in `tables`. The state machine repeats the state-dependent ones when it applies the submit.
 pub fn validate(tables: &mesh_raft::Tables, spec: &pb::JobSpec) -> Result<(), ApiError> {
     let invalid = ApiError::InvalidArgument;
+    rules::check_spec_bounds(spec).map_err(invalid)?;
     for (what, name) in [("source", &spec.src_location), ("destination", &spec.dst_location)] {
         if name.is_empty() {
             return Err(invalid(format!(
@@ -126,6 +127,10 @@ pub fn validate(tables: &mesh_raft::Tables, spec: &pb::JobSpec) -> Result<(), Ap
         rules::validate_storage_class(&spec.storage_class).map_err(|e| invalid(format!("--storage-class: {e}")))?;
     }
     if let Some(dst) = tables.locations.get(&spec.dst_location) {
+        if dst.kind() == LocationKind::S3 && !spec.storage_class.is_empty() {
+            rules::check_storage_class_for(&dst.endpoint, &spec.storage_class)
+                .map_err(|e| invalid(format!("--storage-class: {e}")))?;
+        }
         if dst.kind() == LocationKind::Fs {
             let s3_only = [
                 ("--storage-class", !spec.storage_class.is_empty()),
