@@ -18,7 +18,7 @@
 //!   by the SDK); larger ones are streamed (not retried by the SDK: the caller retries the
 //!   part). GET bodies are streams whose errors are [`StoreError::Transient`].
 //! - CopySource is URL-encoded per segment, keeping `/` (the SDK does not encode it).
-//! - Errors are classified by [`classify`] (see its table).
+//! - Errors are classified by `S3Store::classify` (see its table).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,18 +1,20 @@
-//! mesh-node: `meshd`, a bucketmesh node. Everything with effects lives here; the replicated
-//! state itself (deterministic, effect-free) is in mesh-raft.
+//! mesh-node: `meshd`, a bucketmesh node. Everything with effects lives here: the network, the
+//! services, the background duties, the job worker. The replicated state itself (deterministic,
+//! effect-free) is in mesh-raft, the copy engine in mesh-engine, certificates in mesh-pki.
 //!
 //! # Layout
+//! - [`run`]: start-up, servers, graceful shutdown (the boot log, top to bottom).
 //! - [`config`]: flags, env and TOML merged and validated.
-//! - [`run`]: start-up, servers, graceful shutdown.
 //! - [`node`]: the running node; `write` (through the leader) and `read_barrier` (linearizable reads).
-//! - [`network`], [`peers`]: the Raft network over tonic, one cached mTLS channel per peer.
-//! - [`server`]: gRPC services (Raft RPC, peer coordination, public ClusterService).
-//! - [`bootstrap`]: forming a mesh (`--bootstrap-expect`) or joining one (`--join`).
-//! - [`controller`], [`membership`]: heartbeats, liveness, root token, autopilot, leadership transfer.
-//! - [`auth`]: bearer tokens for clients, certificates for peers — the one place callers are checked.
-//! - [`error`]: the one place errors become gRPC statuses.
+//! - [`net`]: the Raft network over tonic, one cached mTLS channel per peer, TLS material.
+//! - [`cluster`]: forming or joining a mesh, membership and autopilot, the cluster's duties.
+//! - [`background`]: named workers with their own period, on every node or only on the leader.
+//! - [`jobs`]: the leader's job scheduler and the worker that runs tasks on every node.
 //! - [`secrets`]: the cluster data key and the encrypted secrets of credentials.
-//! - [`tls`], [`identity`], [`dev`], [`metrics`].
+//! - [`server`]: gRPC services (Raft RPC, peer coordination, the public API) and `auth`, the one
+//!   place callers are checked.
+//! - [`error`]: the one place errors become gRPC statuses.
+//! - [`metrics`], [`dev`]: Prometheus over HTTPS, `meshd --dev`.
 
 pub mod background;
 pub mod cluster;
