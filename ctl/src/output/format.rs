@@ -1,5 +1,8 @@
 //! Shared pieces of every renderer: the `-o` [`Format`], JSON output, aligned tables and
 //! `key: value` blocks, and the formatting of sizes, rates, durations and timestamps.
+//!
+//! Sizes come from `bytesize` (IEC units, one decimal) and timestamps from `jiff`. Durations keep
+//! a small formatter: `humantime` writes `4m 5s` / `3s 210ms`, not the compact `4m05s` / `3.2s`.
 
 use serde::Serialize;
 
@@ -18,19 +21,9 @@ pub(crate) fn json(value: &impl Serialize) -> String {
     s
 }
 
-/// Binary-unit size: `512 B`, `1.5 KiB`, `9.5 MiB`, `1.2 GiB`.
+/// Binary-unit size: `512 B`, `1.5 KiB`, `9.5 MiB`, `1.2 GiB` (bytesize's IEC display).
 pub fn size(n: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
+    bytesize::ByteSize(n).display().iec().to_string()
 }
 
 /// A rate in bytes per second: `195.3 KiB/s`, `-` when unknown.
@@ -116,34 +109,19 @@ pub fn duration_ms(ms: i64) -> String {
     }
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SSZ`; `-` for 0.
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SSZ` (UTC, seconds truncated); `-` for 0, the
+/// bare number of milliseconds past what jiff can show (the end of the year 9999).
 pub fn timestamp(ms: u64) -> String {
     if ms == 0 {
         return "-".into();
     }
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m, d)
+    match i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+    {
+        Some(t) => t.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+        None => ms.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -174,9 +152,10 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(timestamp(1), "1970-01-01 00:00:00Z");
+        assert_eq!(timestamp(19_782 * 86_400_000 + 999), "2024-02-29 00:00:00Z");
+        assert_eq!(timestamp(86_399_999), "1970-01-01 23:59:59Z");
+        assert_eq!(timestamp(u64::MAX), u64::MAX.to_string());
         assert_eq!(timestamp(0), "-");
         assert_eq!(timestamp(1_709_210_096_000), "2024-02-29 12:34:56Z");
     }
