@@ -8,9 +8,11 @@
 //! - [`cluster`], [`node`], [`setting`], [`location`], [`credential`], [`tls`]: one function per
 //!   subcommand, returning the rendered text.
 //! - [`job`]: `cp`, `mv`, `sync` and `job ...`; [`job::watch`] is the `--wait` / `job watch` loop.
+//! - [`docs`]: `completion` and `man`, generated from the command line definition.
 
 pub mod cluster;
 pub mod credential;
+pub mod docs;
 pub mod job;
 pub mod location;
 pub mod node;
@@ -83,6 +85,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Job(JobCommand::Cancel { id }) => job::job_control(g, id, JobAction::Cancel).await?,
         Command::Job(JobCommand::Logs { id }) => job::job_logs(g, id).await?,
         Command::Job(JobCommand::Report { id, max_bytes }) => return job::job_report(g, id, max_bytes, out).await,
+        Command::Completion { shell } => return docs::completion(shell, out),
+        Command::Man { dir } => docs::man(&dir)?,
     };
     write_out(out, &text)
 }
