@@ -77,7 +77,7 @@ pub enum Command {
     /// Copy jobs: list, show, watch, pause, resume, cancel, logs, report
     #[command(subcommand)]
     Job(JobCommand),
-    /// Print a shell completion script to stdout (e.g. `meshctl completion bash > /etc/bash_completion.d/meshctl`)
+    /// Print a shell completion script to stdout (bash, zsh or fish)
     Completion {
         /// The shell to complete for
         #[arg(value_enum)]

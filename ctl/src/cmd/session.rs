@@ -1,4 +1,4 @@
-//! What every RPC command shares: a [`Session`] (connection settings resolved flags > env >
+//! What every RPC command shares: a `Session` (connection settings resolved flags > env >
 //! config file, a connection, and the context its failures are explained with), the read
 //! consistency of `--local`, name checks, and writing the rendered output.
 

@@ -4,7 +4,8 @@
 //! so scripts can rely on it. Tables are for people: durations like `120ms` / `3.2s`, `-` for
 //! unknown or empty values, lowercase roles and states, UTC timestamps.
 //!
-//! - [`format`]: the `-o` [`Format`] and the shared helpers (tables, JSON, sizes, durations, times).
+//! - [`format`](mod@format): the `-o` [`Format`] and the shared helpers (tables, JSON, sizes,
+//!   durations, times).
 //! - [`cluster`], [`node`], [`setting`], [`location`], [`credential`], [`job`], [`tls`]: the
 //!   renderers of each resource's commands, re-exported here.
 
