@@ -10,7 +10,8 @@
 //! - [`errors`]: turns transport, TLS and gRPC failures into messages with a hint and an exit code.
 //! - [`cmd`]: the commands, one module per resource (`cmd::cluster`, `cmd::node`, `cmd::setting`,
 //!   `cmd::location`, `cmd::credential`, `cmd::job`, `cmd::tls`) sharing `cmd::session`;
-//!   [`cmd::run`] dispatches. `cmd::job::watch` is the `--wait` / `job watch` progress loop.
+//!   [`cmd::run`] dispatches. `cmd::job::watch` is the `--wait` / `job watch` progress loop;
+//!   `cmd::docs` writes shell completions and man pages (`completion`, `man`).
 //! - [`output`]: table and JSON rendering, one module per resource (`output::cluster`, ...) on the
 //!   shared helpers of `output::format`.
 
