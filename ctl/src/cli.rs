@@ -77,6 +77,29 @@ pub enum Command {
     /// Copy jobs: list, show, watch, pause, resume, cancel, logs, report
     #[command(subcommand)]
     Job(JobCommand),
+    /// Print a shell completion script to stdout (bash, zsh or fish)
+    Completion {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write man pages (meshctl.1 and one page per subcommand, e.g. meshctl-job.1) into a directory
+    Man {
+        /// Directory to write the pages into (created if missing)
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// Shells `meshctl completion` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// GNU bash
+    Bash,
+    /// Z shell
+    Zsh,
+    /// fish
+    Fish,
 }
 
 /// Nodes a job may spread over (the cluster settings tier.express|plus|ultra).

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    match runtime.block_on(meshctl::commands::run(cli, &mut stdout)) {
+    match runtime.block_on(meshctl::cmd::run(cli, &mut stdout)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

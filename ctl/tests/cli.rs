@@ -263,3 +263,73 @@ async fn secret_from_env_or_stdin_is_accepted() {
         "{help}"
     );
 }
+
+/// `meshctl completion SHELL` prints a script that knows the real subcommands; an unknown shell
+/// is a usage error.
+#[tokio::test]
+async fn completion_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef meshctl"),
+        ("fish", "complete -c meshctl"),
+    ] {
+        let o = meshctl(dir.path(), &["completion", shell], &[]).await;
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(script.contains(marker), "{shell}: no {marker:?} in {script}");
+        for sub in ["location", "job", "credential", "transfer-leader"] {
+            assert!(script.contains(sub), "{shell}: no {sub:?} in the script");
+        }
+    }
+    let o = meshctl(dir.path(), &["completion", "tcsh"], &[]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("tcsh") && err.contains("bash"), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+/// `meshctl man --dir DIR` writes roff pages for meshctl and every subcommand, creating DIR; a
+/// DIR that cannot be created is an error (exit 1) that names it.
+#[tokio::test]
+async fn man_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("share/man/man1");
+    let o = meshctl(dir.path(), &["man", "--dir", out.to_str().unwrap()], &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let written = std::fs::read_dir(&out).unwrap().count();
+    assert!(written > 30, "only {written} pages");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("wrote {written} man pages into {}\n", out.display())
+    );
+    for page in [
+        "meshctl.1",
+        "meshctl-job.1",
+        "meshctl-job-watch.1",
+        "meshctl-location-add.1",
+    ] {
+        let text = std::fs::read_to_string(out.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        // clap_mangen defines the Aq string first, then the .TH header.
+        let th = text
+            .lines()
+            .find(|l| !l.starts_with(".ie ") && !l.starts_with(".el "))
+            .unwrap_or_default();
+        let name = page.trim_end_matches(".1");
+        assert!(th.starts_with(&format!(".TH {name} 1 ")), "{page}: {th:?}");
+        assert!(th.contains("meshctl 0."), "{page}: no version in {th:?}");
+    }
+    let job = std::fs::read_to_string(out.join("meshctl-job.1")).unwrap();
+    assert!(job.contains("watch") && job.contains("cancel"), "{job}");
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let bad = file.join("man");
+    let o = meshctl(dir.path(), &["man", "--dir", bad.to_str().unwrap()], &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: ") && err.contains(bad.to_str().unwrap()),
+        "{err}"
+    );
+}

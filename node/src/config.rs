@@ -81,6 +81,20 @@ pub struct Args {
     /// and a ./.meshctl.toml so plain `meshctl` commands work next to it.
     #[arg(long, env = "MESHD_DEV")]
     pub dev: bool,
+    /// Print the meshd(1) man page (roff) to stdout and exit.
+    #[arg(long, hide = true)]
+    pub man: bool,
+}
+
+impl Args {
+    /// The meshd(1) man page, in roff (`meshd --man`).
+    pub fn man_page() -> Vec<u8> {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(<Args as clap::CommandFactory>::command())
+            .render(&mut page)
+            .expect("rendering into memory does not fail");
+        page
+    }
 }
 
 /// The same keys, read from the TOML file.
@@ -393,6 +407,14 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn man_page_renders() {
+        let page = String::from_utf8(Args::man_page()).unwrap();
+        assert!(page.contains(".TH meshd 1 "), "{page}");
+        assert!(page.contains("data\\-dir") && !page.contains("\\-\\-man"), "{page}");
+        assert!(args(&["--man"]).man);
     }
 
     #[test]

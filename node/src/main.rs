@@ -7,6 +7,11 @@ use mesh_node::run::{run, RunError};
 
 fn main() {
     let args = Args::parse();
+    if args.man {
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(&Args::man_page());
+        return;
+    }
     let cfg = match Config::resolve(args) {
         Ok(c) => c,
         Err(e) => {
