@@ -29,25 +29,30 @@ pub struct Window {
     pub requests: Requests,
 }
 
-/// The start of a [`Window`]: settles, reads the counters and the load; the clock starts now.
-struct Start {
+/// The start of a [`Window`] ([`Window::begin`]); [`WindowStart::end`] completes it.
+pub struct WindowStart {
     counters: S3Counters,
     load: f64,
-    t0: Instant,
+    /// When the copy started.
+    pub t0: Instant,
 }
 
-impl Start {
-    async fn now(s: &Servers) -> Start {
+impl Window {
+    /// Settles, reads the servers' counters and the load; the clock starts now.
+    pub async fn begin(s: &Servers) -> WindowStart {
         tokio::time::sleep(SETTLE).await;
         let counters = S3Counters::read_or_empty(&s.servers);
-        Start {
+        WindowStart {
             counters,
             load: measure::loadavg(),
             t0: Instant::now(),
         }
     }
+}
 
-    async fn end(self, s: &Servers, wall_s: f64) -> Window {
+impl WindowStart {
+    /// The copy took `wall_s`: reads the load, settles, reads the counters again.
+    pub async fn end(self, s: &Servers, wall_s: f64) -> Window {
         let load_after = measure::loadavg();
         tokio::time::sleep(SETTLE).await;
         Window {
@@ -139,7 +144,7 @@ pub async fn engine_copy(
     };
     let map = KeyMap::new(src_prefix, dst_prefix);
     let filter = Filter::new();
-    let start = Start::now(s).await;
+    let start = Window::begin(s).await;
     let hwm_reset = measure::reset_peak_rss();
     let cpu0 = Cpu::this_process();
     let mut failures: Vec<String> = Vec::new();
@@ -225,7 +230,7 @@ pub async fn peer_copy(s: &Servers, tool: &str, cmd: &str, env: &[(&str, &str)],
         .stdin(std::process::Stdio::null())
         .stdout(logf.try_clone().unwrap_or_else(|e| die(&format!("log: {e}"))))
         .stderr(logf);
-    let start = Start::now(s).await;
+    let start = Window::begin(s).await;
     let usage = wait_child(c, timeout).await.unwrap_or_else(|e| die(&e));
     let window = start.end(s, usage.wall_s).await;
     if usage.success() {
