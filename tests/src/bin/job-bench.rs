@@ -338,19 +338,9 @@ impl Mesh {
 
     fn get(&self, id: &str) -> Option<pb::JobView> {
         let mut cl = self.client.clone();
-        let id = id.to_string();
         self.c
             .rt()
-            .block_on(async move {
-                cl.job
-                    .get(GetJobRequest {
-                        id,
-                        consistency: ReadConsistency::Linearizable as i32,
-                    })
-                    .await
-            })
-            .ok()
-            .and_then(|r| r.into_inner().job)
+            .block_on(get_job(&mut cl, id, ReadConsistency::Linearizable))
     }
 
     fn newest_job(&self) -> Option<String> {
@@ -420,6 +410,26 @@ impl Mesh {
             })
             .collect()
     }
+}
+
+/// `JobService.Submit`: the new job.
+async fn submit(cl: &mut meshctl::client::Clients, spec: JobSpec) -> Result<pb::Job, String> {
+    cl.job
+        .submit(SubmitJobRequest { spec: Some(spec) })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner()
+        .job
+        .ok_or_else(|| "no job".to_string())
+}
+
+/// `JobService.Get` of job `id` (None when it fails).
+async fn get_job(cl: &mut meshctl::client::Clients, id: &str, consistency: ReadConsistency) -> Option<pb::JobView> {
+    let req = GetJobRequest {
+        id: id.to_string(),
+        consistency: consistency as i32,
+    };
+    cl.job.get(req).await.ok().and_then(|r| r.into_inner().job)
 }
 
 fn find_id(v: &serde_json::Value) -> Option<String> {
@@ -956,14 +966,7 @@ fn latency(o: &Opts, rt: &tokio::runtime::Runtime) {
             let r = rt.block_on(async move {
                 let t0_ms = now_ms();
                 let t0 = Instant::now();
-                let job = cl
-                    .job
-                    .submit(SubmitJobRequest { spec: Some(spec) })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_inner()
-                    .job
-                    .ok_or("no job")?;
+                let job = submit(&mut cl, spec).await?;
                 let submit_rpc = t0.elapsed().as_secs_f64();
                 let (mut t_obj, mut t_done_seen, mut t_end) = (None, None, None);
                 let mut last = None;
@@ -976,15 +979,8 @@ fn latency(o: &Opts, rt: &tokio::runtime::Runtime) {
                         t_obj = Some(t0.elapsed().as_secs_f64());
                     }
                     if k.is_multiple_of(2) {
-                        if let Ok(r) = cl
-                            .job
-                            .get(GetJobRequest {
-                                id: job.id.clone(),
-                                consistency: ReadConsistency::Linearizable as i32,
-                            })
-                            .await
-                        {
-                            let j = r.into_inner().job.and_then(|v| v.job).unwrap_or_default();
+                        if let Some(v) = get_job(&mut cl, &job.id, ReadConsistency::Linearizable).await {
+                            let j = v.job.unwrap_or_default();
                             let done = j.counters.as_ref().map(|c| c.objects_done).unwrap_or(0);
                             if t_done_seen.is_none() && done > 0 {
                                 t_done_seen = Some(t0.elapsed().as_secs_f64());
@@ -1170,14 +1166,7 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
             let target = target2;
             let t0_ms = now_ms();
             let t0 = Instant::now();
-            let job = cl
-                .job
-                .submit(SubmitJobRequest { spec: Some(spec) })
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner()
-                .job
-                .ok_or("no job")?;
+            let job = submit(&mut cl, spec).await?;
             let (mut t_first, mut t_listed, mut t_end) = (None, None, None);
             let mut peak_db = vec![0u64; data_dirs.len()];
             let mut peak_tasks = 0u32;
@@ -1199,15 +1188,7 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
                         peak_db[i] = peak_db[i].max(measure::du_sb(d));
                     }
                 }
-                if let Ok(r) = cl
-                    .job
-                    .get(GetJobRequest {
-                        id: job.id.clone(),
-                        consistency: ReadConsistency::Local as i32,
-                    })
-                    .await
-                {
-                    let v = r.into_inner().job.unwrap_or_default();
+                if let Some(v) = get_job(&mut cl, &job.id, ReadConsistency::Local).await {
                     let j = v.job.unwrap_or_default();
                     peak_tasks = peak_tasks.max(v.tasks_running + v.tasks_pending + v.tasks_done);
                     peak_job_bytes = peak_job_bytes.max(j.encoded_len());
