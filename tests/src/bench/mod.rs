@@ -33,6 +33,18 @@ pub fn die(msg: &str) -> ! {
     std::process::exit(1)
 }
 
+/// `-h` or `--help` among `args` (before a `--`): prints `usage` to stdout and exits with 0.
+pub fn help(args: &[String], usage: &str) {
+    if args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "-h" || a == "--help")
+    {
+        println!("{usage}");
+        std::process::exit(0)
+    }
+}
+
 /// `N`, `NKiB`, `NMiB` or `NGiB` in bytes.
 pub fn parse_bytes(s: &str) -> Option<u64> {
     let (num, mul) = if let Some(n) = s.strip_suffix("GiB") {

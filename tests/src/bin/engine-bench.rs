@@ -40,7 +40,7 @@ use mesh_engine::verify::Verify;
 use mesh_tests::bench::report::{self, HumanBytes};
 use mesh_tests::bench::run::{engine_copy, peer_copy, EngineOptions};
 use mesh_tests::bench::seed::{self, Servers};
-use mesh_tests::bench::{die, parse_bytes, KIB, MIB};
+use mesh_tests::bench::{die, help, parse_bytes, KIB, MIB};
 use serde::{Deserialize, Serialize};
 
 const SRC_PREFIX: &str = "data/";
@@ -84,14 +84,15 @@ struct Opts {
     command: Option<String>,
 }
 
+const USAGE: &str =
+    "usage: engine-bench <p1|p2|p5> [opts]\n       engine-bench peer <p1|p2|p5> --tool NAME [opts] -- 'COMMAND'\n       \
+     engine-bench serve <p1|p2|p5> [opts]\n       engine-bench table FILE\n\
+     opts: --objects N --size BYTES[KiB|MiB|GiB] --concurrency C --verify none|size|etag|checksum\n      \
+     --large-concurrency N --parts-in-flight N --part-size BYTES --copy-object-max BYTES\n      \
+     --runs N --timeout SECS --label TEXT";
+
 fn usage() -> ! {
-    eprintln!(
-        "usage: engine-bench <p1|p2|p5> [opts]\n       engine-bench peer <p1|p2|p5> --tool NAME [opts] -- 'COMMAND'\n       \
-         engine-bench serve <p1|p2|p5> [opts]\n       engine-bench table FILE\n\
-         opts: --objects N --size BYTES[KiB|MiB|GiB] --concurrency C --verify none|size|etag|checksum\n      \
-         --large-concurrency N --parts-in-flight N --part-size BYTES --copy-object-max BYTES\n      \
-         --runs N --timeout SECS --label TEXT"
-    );
+    eprintln!("{USAGE}");
     std::process::exit(2)
 }
 
@@ -421,6 +422,7 @@ fn table(path: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    help(&args, USAGE);
     let Some(cmd) = args.first() else { usage() };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -431,6 +433,9 @@ fn main() {
         "peer" | "serve" => {
             let sc = args.get(1).and_then(|s| Scenario::parse(s)).unwrap_or_else(|| usage());
             let o = parse(sc, &args[2..]);
+            if cmd == "peer" && o.command.is_none() {
+                usage()
+            }
             rt.block_on(async {
                 let s = Servers::start(sc.two_servers()).await;
                 seed(&s, &o).await;
@@ -444,9 +449,6 @@ fn main() {
                     let mut sink = String::new();
                     let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_to_string(&mut sink)).await;
                     return;
-                }
-                if o.command.is_none() {
-                    usage()
                 }
                 for run in 1..=o.runs {
                     peer_run(&s, &o, run).await.print();

@@ -53,7 +53,7 @@ use mesh_tests::bench::measure::{self, disk_avail, loadavg, uptime_line};
 use mesh_tests::bench::report::{self, median, HumanBytes};
 use mesh_tests::bench::run::{engine_copy, peer_copy, EngineOptions, Window};
 use mesh_tests::bench::seed::{self, Servers};
-use mesh_tests::bench::{die, parse_bytes, parse_list, GIB, KIB, MIB};
+use mesh_tests::bench::{die, help, parse_bytes, parse_list, GIB, KIB, MIB};
 use mesh_tests::{ProcOutput, TestCluster};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -82,15 +82,17 @@ struct Opts {
     aws: String,
 }
 
+const USAGE: &str =
+    "usage: job-bench p1 [--nodes 1,3] [--task-objects 1000,500] [--runs 3] [--objects N] [--size 16KiB]\n\
+     \x20                   [--engine-concurrency 64] [--s5cmd PATH] [--timeout SECS]\n\
+     \x20      job-bench p5 [--nodes 3,1] [--size 6GiB] [--split 1GiB] [--seed-part-size 8MiB] [--tools mesh,aws,engine]\n\
+     \x20                   [--mesh-verify none|size|etag|checksum] [--aws PATH] [--timeout SECS]\n\
+     \x20      job-bench latency [--nodes 1,3] [--jobs 10] [--timeout SECS]\n\
+     \x20      job-bench plan [--nodes 3] [--files 100000] [--snapshot-every N] [--timeout SECS]\n\
+     \x20      job-bench table FILE";
+
 fn usage() -> ! {
-    eprintln!(
-        "usage: job-bench p1 [--nodes 1,3] [--task-objects 1000,500] [--runs 3] [--objects N] [--size 16KiB]\n\
-         \x20                   [--engine-concurrency 64] [--s5cmd PATH] [--timeout SECS]\n\
-         \x20      job-bench p5 [--nodes 3,1] [--size 6GiB] [--seed-part-size 8MiB] [--tools mesh,aws,engine] [--aws PATH]\n\
-         \x20      job-bench latency [--nodes 1,3] [--jobs 10]\n\
-         \x20      job-bench plan [--nodes 3] [--files 100000] [--snapshot-every N]\n\
-         \x20      job-bench table FILE"
-    );
+    eprintln!("{USAGE}");
     std::process::exit(2)
 }
 
@@ -1371,10 +1373,14 @@ fn table(path: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    help(&args, USAGE);
     let Some(cmd) = args.first().cloned() else { usage() };
     if cmd == "table" {
         table(args.get(1).unwrap_or_else(|| usage()));
         return;
+    }
+    if !matches!(cmd.as_str(), "p1" | "p5" | "latency" | "plan") {
+        usage()
     }
     let o = parse(&cmd, &args[1..]);
     let rt = tokio::runtime::Builder::new_multi_thread()
