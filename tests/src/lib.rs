@@ -17,11 +17,14 @@
 //!   typed `meshctl job ...` output, a JobService gRPC client.
 //! - [`grpc`]: a direct tonic client of `mesh.v1.ClusterService` (TLS + bearer token), used by the
 //!   benchmarks and by the plaintext-refusal test.
+//! - [`bench`]: what the benchmark binaries `engine-bench` and `job-bench` share (seeding,
+//!   measuring, reporting).
 //!
 //! Build the binaries before running: `cargo build --workspace --bins`, then
 //! `cargo test -p mesh-tests`. `MESHD_BIN` / `MESHCTL_BIN` override the binary paths;
 //! `MESH_TESTS_KEEP=1` keeps every test's directory (it is always kept when a test fails).
 
+pub mod bench;
 pub mod bins;
 pub mod cluster;
 pub mod ctl;

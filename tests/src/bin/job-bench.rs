@@ -44,31 +44,19 @@
 //! docs/benchmarks.md ("Distributed jobs (issue 4)").
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use futures::stream::{self, StreamExt};
-use mesh_engine::filter::Filter;
-use mesh_engine::ops::{self, Action, KeyMap, RangeOp, RangeOptions};
-use mesh_engine::store::{
-    Body, CredentialSource, KeyRange, LocationSpec, ObjectStore, S3LocationSpec, Secret, WriteDefaults, WriteOptions,
-};
-use mesh_engine::transfer::CopyOptions;
-use mesh_engine::verify::Verify;
-use mesh_engine::{open_store, S3Clients};
 use mesh_proto::v1::{self as pb, GetJobRequest, JobOp, JobSpec, ReadConsistency, SubmitJobRequest};
-use mesh_tests::seaweed::SeaweedFs;
+use mesh_tests::bench::measure::{self, disk_avail, loadavg, uptime_line};
+use mesh_tests::bench::report::{self, median, HumanBytes};
+use mesh_tests::bench::run::{engine_copy, peer_copy, EngineOptions, Window};
+use mesh_tests::bench::seed::{self, Servers};
+use mesh_tests::bench::{die, help, parse_bytes, parse_list, GIB, KIB, MIB};
 use mesh_tests::{ProcOutput, TestCluster};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-
-const KIB: u64 = 1024;
-const MIB: u64 = 1024 * KIB;
-const GIB: u64 = 1024 * MIB;
 
 // ---------------------------------------------------------------- options
 
@@ -94,35 +82,26 @@ struct Opts {
     aws: String,
 }
 
+const USAGE: &str =
+    "usage: job-bench p1 [--nodes 1,3] [--task-objects 1000,500] [--runs 3] [--objects N] [--size 16KiB]\n\
+     \x20                   [--engine-concurrency 64] [--s5cmd PATH] [--timeout SECS]\n\
+     \x20      job-bench p5 [--nodes 3,1] [--size 6GiB] [--split 1GiB] [--seed-part-size 8MiB] [--tools mesh,aws,engine]\n\
+     \x20                   [--mesh-verify none|size|etag|checksum] [--aws PATH] [--timeout SECS]\n\
+     \x20      job-bench latency [--nodes 1,3] [--jobs 10] [--timeout SECS]\n\
+     \x20      job-bench plan [--nodes 3] [--files 100000] [--snapshot-every N] [--timeout SECS]\n\
+     \x20      job-bench table FILE";
+
 fn usage() -> ! {
-    eprintln!(
-        "usage: job-bench p1 [--nodes 1,3] [--task-objects 1000,500] [--runs 3] [--objects N] [--size 16KiB]\n\
-         \x20                   [--engine-concurrency 64] [--s5cmd PATH] [--timeout SECS]\n\
-         \x20      job-bench p5 [--nodes 3,1] [--size 6GiB] [--seed-part-size 8MiB] [--tools mesh,aws,engine] [--aws PATH]\n\
-         \x20      job-bench latency [--nodes 1,3] [--jobs 10]\n\
-         \x20      job-bench plan [--nodes 3] [--files 100000] [--snapshot-every N]\n\
-         \x20      job-bench table FILE"
-    );
+    eprintln!("{USAGE}");
     std::process::exit(2)
 }
 
-fn parse_bytes(s: &str) -> u64 {
-    let (num, mul) = if let Some(n) = s.strip_suffix("GiB") {
-        (n, GIB)
-    } else if let Some(n) = s.strip_suffix("MiB") {
-        (n, MIB)
-    } else if let Some(n) = s.strip_suffix("KiB") {
-        (n, KIB)
-    } else {
-        (s, 1)
-    };
-    num.trim().parse::<u64>().unwrap_or_else(|_| usage()) * mul
+fn bytes_arg(s: &str) -> u64 {
+    parse_bytes(s).unwrap_or_else(|| usage())
 }
 
 fn list<T: std::str::FromStr>(s: &str) -> Vec<T> {
-    s.split(',')
-        .map(|x| x.trim().parse().unwrap_or_else(|_| usage()))
-        .collect()
+    parse_list(s).unwrap_or_else(|| usage())
 }
 
 fn parse(cmd: &str, args: &[String]) -> Opts {
@@ -161,9 +140,9 @@ fn parse(cmd: &str, args: &[String]) -> Opts {
             "--task-objects" => o.task_objects = list(&val()),
             "--runs" => o.runs = val().parse().unwrap_or_else(|_| usage()),
             "--objects" => o.objects = val().parse().unwrap_or_else(|_| usage()),
-            "--size" => o.size = Some(parse_bytes(&val())),
+            "--size" => o.size = Some(bytes_arg(&val())),
             "--engine-concurrency" => o.engine_concurrency = val().parse().unwrap_or_else(|_| usage()),
-            "--seed-part-size" => o.seed_part_size = parse_bytes(&val()),
+            "--seed-part-size" => o.seed_part_size = bytes_arg(&val()),
             "--tools" => o.tools = val().split(',').map(|s| s.trim().to_string()).collect(),
             "--jobs" => o.jobs = val().parse().unwrap_or_else(|_| usage()),
             "--files" => o.files = val().parse().unwrap_or_else(|_| usage()),
@@ -179,356 +158,56 @@ fn parse(cmd: &str, args: &[String]) -> Opts {
     o
 }
 
-fn die(msg: &str) -> ! {
-    eprintln!("job-bench: {msg}");
-    std::process::exit(1)
-}
-
-// ---------------------------------------------------------------- machine measurements
-
-fn loadavg() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(-1.0)
-}
-
-fn uptime_line() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| {
-            format!(
-                "load average {}",
-                s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-            )
-        })
-        .unwrap_or_default()
-}
-
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
-/// user+sys CPU seconds of a process (from /proc/PID/stat).
-fn proc_cpu_s(pid: u32) -> f64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some(rest) = s.rsplit_once(')').map(|x| x.1) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // fields after the comm: [0]=state (field 3), utime = field 14, stime = field 15
-    let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf is always safe.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ut + st) / hz.max(1.0)
-}
-
-/// A `VmXXX:` line of /proc/PID/status, in KiB.
-fn proc_status_kib(pid: &str, field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn self_cpu_s() -> f64 {
-    // SAFETY: getrusage fills the struct.
-    let r = unsafe {
-        let mut r: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut r);
-        r
-    };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(r.ru_utime) + t(r.ru_stime)
-}
-
-/// `du -sb PATH` in bytes (0 when it fails).
-fn du_sb(p: &Path) -> u64 {
-    std::process::Command::new("du")
-        .arg("-sb")
-        .arg(p)
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-/// Bytes available to unprivileged users on the filesystem of `p`.
-fn disk_avail(p: &Path) -> u64 {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: statvfs fills the struct.
-    unsafe {
-        let mut s: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
-            return 0;
-        }
-        s.f_bavail as u64 * s.f_frsize as u64
-    }
-}
-
-fn human(n: u64) -> String {
-    if n >= GIB && n.is_multiple_of(GIB) {
-        format!("{} GiB", n / GIB)
-    } else if n >= MIB && n.is_multiple_of(MIB) {
-        format!("{} MiB", n / MIB)
-    } else if n >= KIB && n.is_multiple_of(KIB) {
-        format!("{} KiB", n / KIB)
-    } else if n >= 10 * MIB {
-        format!("{:.1} MiB", n as f64 / MIB as f64)
-    } else if n >= 10 * KIB {
-        format!("{:.1} KiB", n as f64 / KIB as f64)
-    } else {
-        format!("{n} B")
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| x.is_finite());
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[v.len() / 2]
-}
-
-fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout)).ok();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
 // ---------------------------------------------------------------- SeaweedFS
 
-struct Server {
-    sw: SeaweedFs,
-    src: Arc<dyn ObjectStore>,
-    dst: Arc<dyn ObjectStore>,
-    _clients: S3Clients,
-}
-
-fn s3_spec(endpoint: &str, bucket: &str) -> LocationSpec {
-    LocationSpec::S3(S3LocationSpec {
-        bucket: bucket.into(),
-        prefix: String::new(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint.into()),
-        path_style: true,
-        credential_name: "bench".into(),
-        credential: CredentialSource::Static {
-            access_key_id: "bench".into(),
-            secret_access_key: Secret::new("bench-secret"),
-            session_token: None,
-        },
-        defaults: WriteDefaults::default(),
-    })
-}
-
-fn start_server(rt: &tokio::runtime::Runtime) -> Server {
-    let sw = SeaweedFs::builder()
-        .bucket("src")
-        .bucket("dst")
-        .start()
-        .unwrap_or_else(|e| die(&e));
-    let clients = S3Clients::new();
-    let (src, dst) = rt.block_on(async {
-        let src = open_store(&s3_spec(&sw.endpoint(), "src"), &clients)
-            .await
-            .unwrap_or_else(|e| die(&e.to_string()));
-        let dst = open_store(&s3_spec(&sw.endpoint(), "dst"), &clients)
-            .await
-            .unwrap_or_else(|e| die(&e.to_string()));
-        (src, dst)
-    });
-    println!("SeaweedFS at {} (metrics {})", sw.endpoint(), sw.metrics_addr());
-    Server {
-        sw,
-        src,
-        dst,
-        _clients: clients,
-    }
-}
-
-/// `SeaweedFS_s3_request_total` by type, and non-2xx by "type code".
-fn s3_counters(sw: &SeaweedFs) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
-    let mut by_type = BTreeMap::new();
-    let mut errors = BTreeMap::new();
-    let Ok(text) = http_get(sw.metrics_addr(), "/metrics", Duration::from_secs(10)) else {
-        return (by_type, errors);
-    };
-    let label = |labels: &str, name: &str| -> String {
-        labels
-            .split(',')
-            .find_map(|kv| kv.trim().strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"'))
-            .unwrap_or("?")
-            .to_string()
-    };
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("SeaweedFS_s3_request_total{") else {
-            continue;
-        };
-        let Some((labels, val)) = rest.split_once('}') else {
-            continue;
-        };
-        let v: f64 = val.trim().parse().unwrap_or(0.0);
-        let ty = label(labels, "type");
-        let code = label(labels, "code");
-        *by_type.entry(ty.clone()).or_default() += v;
-        if !code.starts_with('2') {
-            *errors.entry(format!("{ty} {code}")).or_default() += v;
-        }
-    }
-    (by_type, errors)
-}
-
-fn diff(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>) -> BTreeMap<String, u64> {
-    b.iter()
-        .map(|(k, v)| (k.clone(), (v - a.get(k).copied().unwrap_or(0.0)).round() as u64))
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
-
-/// Pseudo-random, incompressible bytes (xorshift64*).
-fn noise(len: usize, mut seed: u64) -> Bytes {
-    let mut v = Vec::with_capacity(len + 8);
-    seed |= 1;
-    while v.len() < len {
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        v.extend_from_slice(&seed.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    v.truncate(len);
-    Bytes::from(v)
-}
-
-/// `size` bytes in ≤ 1 MiB slices of `pool` (2 MiB) at offsets that depend on `i`.
-fn body(pool: &Bytes, size: u64, i: u64) -> Body {
-    let mut chunks = Vec::new();
-    let mut left = size;
-    let mut n = 0u64;
-    while left > 0 {
-        let len = left.min(MIB);
-        let off = ((i * 7919 + n * 104_729) % MIB) as usize;
-        chunks.push(pool.slice(off..off + len as usize));
-        left -= len;
-        n += 1;
-    }
-    Box::pin(stream::iter(chunks.into_iter().map(Ok)))
+fn start_server(rt: &tokio::runtime::Runtime) -> Servers {
+    let s = rt.block_on(Servers::start(false));
+    println!(
+        "SeaweedFS at {} (metrics {})",
+        s.src_endpoint(),
+        s.first().metrics_addr()
+    );
+    s
 }
 
 /// Seeds `prefix` + NNNNNN, `n` objects of `size`, 64 PUTs at once.
-async fn seed_small(src: &Arc<dyn ObjectStore>, prefix: &str, n: usize, size: u64) {
-    let t = Instant::now();
-    let pool = noise(2 * MIB as usize, 0x5eed);
-    let results: Vec<Result<(), String>> = stream::iter(0..n)
-        .map(|i| {
-            let (pool, src) = (pool.clone(), src.clone());
-            let key = format!("{prefix}{i:06}");
-            async move {
-                let mut last = String::new();
-                for _ in 0..5 {
-                    match src
-                        .put(&key, body(&pool, size, i as u64), size, &WriteOptions::default())
-                        .await
-                    {
-                        Ok(_) => return Ok(()),
-                        Err(e) => last = e.to_string(),
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(format!("seed {key}: {last}"))
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-        die(&e);
-    }
+fn seed_small(rt: &tokio::runtime::Runtime, s: &Servers, prefix: &str, n: usize, size: u64) {
+    let took = rt.block_on(seed::put_objects(&s.src, prefix, n, size, 64));
     println!(
         "seeded {n} × {} under src/{prefix} in {:.1}s",
-        human(size),
-        t.elapsed().as_secs_f64()
+        HumanBytes(size),
+        took.as_secs_f64()
     );
 }
 
 /// Seeds one object by multipart upload in `part` parts, 8 at once.
-async fn seed_big(src: &Arc<dyn ObjectStore>, key: &str, size: u64, part: u64) {
-    let t = Instant::now();
-    let pool = noise(2 * MIB as usize, 0xb16);
-    let id = src
-        .create_multipart(key, &WriteOptions::default())
-        .await
-        .unwrap_or_else(|e| die(&format!("create multipart: {e}")));
-    let n = size.div_ceil(part);
-    let parts: Vec<_> = stream::iter(1..=n)
-        .map(|pn| {
-            let (pool, src, id) = (pool.clone(), src.clone(), id.clone());
-            let len = part.min(size - (pn - 1) * part);
-            let key = key.to_string();
-            async move {
-                let mut last = String::new();
-                for _ in 0..5 {
-                    match src
-                        .upload_part(&key, &id, pn as u32, body(&pool, len, pn), len, None)
-                        .await
-                    {
-                        Ok(p) => return p,
-                        Err(e) => last = e.to_string(),
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                die(&format!("seed part {pn}: {last}"))
-            }
-        })
-        .buffered(8)
-        .collect()
-        .await;
-    src.complete_multipart(key, &id, &parts, &WriteOptions::default())
-        .await
-        .unwrap_or_else(|e| die(&format!("complete multipart: {e}")));
-    let secs = t.elapsed().as_secs_f64();
+fn seed_big(rt: &tokio::runtime::Runtime, s: &Servers, key: &str, size: u64, part: u64) {
+    let (took, n) = rt.block_on(seed::put_multipart(&s.src, key, size, part));
+    let secs = took.as_secs_f64();
     println!(
-        "seeded src/{key}: {} in {n} parts of {} in {secs:.1}s ({:.0} MiB/s)",
-        human(size),
-        human(part),
-        size as f64 / MIB as f64 / secs
+        "seeded src/{key}: {} in {n} parts of {} in {secs:.1}s ({}/s)",
+        HumanBytes(size),
+        HumanBytes(part),
+        HumanBytes((size as f64 / secs) as u64)
     );
 }
 
 /// Lists `prefix` of `store`: (objects, bytes, how many have `size`), ignoring `.bucketmesh/`.
-async fn listing(store: &Arc<dyn ObjectStore>, prefix: &str, size: u64) -> Result<(u64, u64, u64), String> {
-    let mut range = KeyRange {
-        prefix: prefix.to_string(),
-        ..Default::default()
+fn listing(rt: &tokio::runtime::Runtime, s: &Servers, prefix: &str, size: u64) -> (u64, u64, u64) {
+    let Ok(objects) = rt.block_on(seed::list_all(s.dst.as_ref(), prefix)) else {
+        return (0, 0, 0);
     };
     let (mut n, mut bytes, mut right) = (0, 0, 0);
-    loop {
-        let p = store.list(&range, 1000).await.map_err(|e| e.to_string())?;
-        for o in p.objects {
-            if o.key.contains(".bucketmesh/") {
-                continue;
-            }
-            n += 1;
-            bytes += o.size;
-            right += (o.size == size) as u64;
-        }
-        match p.next_start_after {
-            Some(k) => range.start_after = Some(k),
-            None => return Ok((n, bytes, right)),
-        }
+    for o in objects.iter().filter(|o| !o.key.contains(".bucketmesh/")) {
+        n += 1;
+        bytes += o.size;
+        right += (o.size == size) as u64;
     }
+    (n, bytes, right)
 }
 
 // ---------------------------------------------------------------- the mesh
@@ -639,19 +318,19 @@ impl Mesh {
     }
 
     fn cpu_s(&self) -> f64 {
-        self.pids().into_iter().map(proc_cpu_s).sum()
+        self.pids().into_iter().map(measure::proc_cpu_s).sum()
     }
 
     fn hwm_mib(&self) -> Vec<f64> {
         self.pids()
             .into_iter()
-            .map(|p| proc_status_kib(&p.to_string(), "VmHWM:").unwrap_or(0) as f64 / 1024.0)
+            .map(|p| measure::peak_rss_mib(&p.to_string()))
             .collect()
     }
 
     fn db_sizes(&self) -> Vec<u64> {
         (0..self.n)
-            .map(|i| du_sb(&self.c.node(i).data_dir.join("db")))
+            .map(|i| measure::du_sb(&self.c.node(i).data_dir.join("db")))
             .collect()
     }
 
@@ -661,19 +340,9 @@ impl Mesh {
 
     fn get(&self, id: &str) -> Option<pb::JobView> {
         let mut cl = self.client.clone();
-        let id = id.to_string();
         self.c
             .rt()
-            .block_on(async move {
-                cl.job
-                    .get(GetJobRequest {
-                        id,
-                        consistency: ReadConsistency::Linearizable as i32,
-                    })
-                    .await
-            })
-            .ok()
-            .and_then(|r| r.into_inner().job)
+            .block_on(get_job(&mut cl, id, ReadConsistency::Linearizable))
     }
 
     fn newest_job(&self) -> Option<String> {
@@ -743,6 +412,26 @@ impl Mesh {
             })
             .collect()
     }
+}
+
+/// `JobService.Submit`: the new job.
+async fn submit(cl: &mut meshctl::client::Clients, spec: JobSpec) -> Result<pb::Job, String> {
+    cl.job
+        .submit(SubmitJobRequest { spec: Some(spec) })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner()
+        .job
+        .ok_or_else(|| "no job".to_string())
+}
+
+/// `JobService.Get` of job `id` (None when it fails).
+async fn get_job(cl: &mut meshctl::client::Clients, id: &str, consistency: ReadConsistency) -> Option<pb::JobView> {
+    let req = GetJobRequest {
+        id: id.to_string(),
+        consistency: consistency as i32,
+    };
+    cl.job.get(req).await.ok().and_then(|r| r.into_inner().job)
 }
 
 fn find_id(v: &serde_json::Value) -> Option<String> {
@@ -816,7 +505,7 @@ impl Row {
             self.nodes,
             self.run,
             self.objects,
-            human(self.bytes),
+            HumanBytes(self.bytes),
             self.wall_s,
             self.job_s.map(|j| format!(" (job {j:.2}s)")).unwrap_or_default(),
             self.objects_per_s,
@@ -830,253 +519,138 @@ impl Row {
             self.load_before,
             self.load_after
         );
-        let n = self.objects.max(1) as f64;
-        let per: Vec<String> = self
-            .requests
-            .iter()
-            .map(|(k, v)| format!("{k} {v} ({:.3}/obj)", *v as f64 / n))
-            .collect();
-        println!("  server requests: {}", per.join(", "));
-        if !self.errors.is_empty() {
-            println!("  non-2xx answers: {:?}", self.errors);
-        }
+        report::print_requests(&self.requests, &self.errors, self.objects.max(1) as f64);
         println!(
             "  {}: {}",
             if self.verified { "verified" } else { "NOT VERIFIED" },
             self.detail
         );
-        println!("RESULT {}", serde_json::to_string(self).expect("json"));
+        report::print_result(self);
     }
 }
 
 // ---------------------------------------------------------------- runs
 
-/// The engine in-process, as `engine-bench`: `run_range(Copy)` from `src/src_prefix` to
-/// `dst/dst_prefix`.
-#[allow(clippy::too_many_arguments)]
-fn engine_run(
-    rt: &tokio::runtime::Runtime,
-    s: &Server,
-    sc: &str,
-    src_prefix: &str,
-    dst_prefix: &str,
+/// What the measured copies of a scenario share.
+struct Ctx<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    s: &'a Servers,
+    /// `P1`, `P5`.
+    scenario: &'static str,
+    /// Per copy.
+    timeout: Duration,
+}
+
+/// One copy: from `src/src_path` to `dst/dst_prefix`, `objects` of `size`, in round `run`.
+struct Target<'a> {
+    src_path: &'a str,
+    dst_prefix: &'a str,
     objects: u64,
     size: u64,
-    concurrency: usize,
-    copy_object_max: Option<u64>,
     run: usize,
-    timeout: Duration,
-) -> Row {
-    let mut copy = CopyOptions {
-        verify: Verify::Size,
-        ..CopyOptions::default()
-    };
-    if let Some(m) = copy_object_max {
-        copy.copy_object_max = m;
-    }
-    let ropts = RangeOptions {
-        copy,
-        concurrency,
-        large_concurrency: 4,
-        ..RangeOptions::default()
-    };
-    let range = KeyRange {
-        prefix: src_prefix.into(),
-        ..Default::default()
-    };
-    let map = KeyMap::new(src_prefix, dst_prefix);
-    let filter = Filter::new();
-    std::thread::sleep(Duration::from_millis(300));
-    let (c0, e0) = s3_counters(&s.sw);
-    let load_before = loadavg();
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let cpu0 = self_cpu_s();
-    let t0 = Instant::now();
-    let mut failures = Vec::new();
-    let sum = rt.block_on(async {
-        let fut = ops::run_range(
-            RangeOp::Copy,
-            s.src.as_ref(),
-            s.dst.as_ref(),
-            &range,
-            &map,
-            &filter,
-            &ropts,
-            |out| {
-                if let Action::Failed(e) = &out.action {
-                    if failures.len() < 5 {
-                        failures.push(format!("{}: {e}", out.key));
-                    }
-                }
-            },
-        );
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(sum)) => Some(sum),
-            Ok(Err(e)) => {
-                println!("  run_range failed: {e}");
-                None
-            }
-            Err(_) => {
-                println!("  TIMEOUT after {timeout:?}");
-                None
-            }
+}
+
+impl<'a> Target<'a> {
+    fn new(src_path: &'a str, dst_prefix: &'a str, objects: u64, size: u64, run: usize) -> Target<'a> {
+        Target {
+            src_path,
+            dst_prefix,
+            objects,
+            size,
+            run,
         }
-    });
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = self_cpu_s() - cpu0;
-    let hwm = proc_status_kib("self", "VmHWM:").unwrap_or(0) as f64 / 1024.0;
-    let load_after = loadavg();
-    std::thread::sleep(Duration::from_millis(300));
-    let (c1, e1) = s3_counters(&s.sw);
-    for f in &failures {
+    }
+}
+
+impl Ctx<'_> {
+    /// The fields every copier's row has.
+    fn row(&self, t: &Target, tool: String, label: String, w: &Window) -> Row {
+        Row {
+            scenario: self.scenario.into(),
+            tool,
+            label,
+            nodes: 0,
+            run: t.run,
+            objects: t.objects,
+            bytes: t.objects * t.size,
+            wall_s: w.wall_s,
+            job_s: None,
+            objects_per_s: t.objects as f64 / w.wall_s,
+            mib_per_s: report::mib_per_s((t.objects * t.size) as f64, w.wall_s),
+            cpu_s: 0.0,
+            peak_rss_mib: Vec::new(),
+            requests: w.requests.by_type.clone(),
+            errors: w.requests.errors.clone(),
+            verified: false,
+            detail: String::new(),
+            load_before: w.load_before,
+            load_after: w.load_after,
+        }
+    }
+
+    /// `dst/<prefix>` after a copy: (objects, bytes, how many have the right size), and the
+    /// detail line's start.
+    fn check(&self, t: &Target) -> (u64, u64, String) {
+        let (n, b, right) = listing(self.rt, self.s, t.dst_prefix, t.size);
+        let detail = format!(
+            "{n}/{} objects under dst/{} ({right} with size {}, {b} bytes)",
+            t.objects, t.dst_prefix, t.size
+        );
+        (n, right, detail)
+    }
+}
+
+/// The engine in-process, as `engine-bench`: `run_range(Copy)` (verify size, large
+/// concurrency 4).
+fn engine_run(cx: &Ctx, t: &Target, concurrency: usize, copy_object_max: Option<u64>) -> Row {
+    let eo = EngineOptions {
+        concurrency,
+        copy_object_max,
+        ..EngineOptions::default()
+    };
+    let e = cx
+        .rt
+        .block_on(engine_copy(cx.s, t.src_path, t.dst_prefix, &eo, cx.timeout));
+    if let Err(err) = &e.summary {
+        println!("  {err}");
+    }
+    for f in &e.failures {
         println!("  failure: {f}");
     }
-    let (n, b, right) = rt.block_on(listing(&s.dst, dst_prefix, size)).unwrap_or((0, 0, 0));
-    let copied = sum.as_ref().map(|s| s.copied).unwrap_or(0);
+    let (n, right, detail) = cx.check(t);
+    let copied = e.summary.as_ref().map(|s| s.copied).unwrap_or(0);
+    let label = match copy_object_max {
+        Some(m) => format!("in-process run_range, copy_object_max {}", HumanBytes(m)),
+        None => format!("in-process run_range, concurrency {concurrency}"),
+    };
     Row {
-        scenario: sc.into(),
-        tool: "engine".into(),
-        label: match copy_object_max {
-            Some(m) => format!("in-process run_range, copy_object_max {}", human(m)),
-            None => format!("in-process run_range, concurrency {concurrency}"),
-        },
-        nodes: 0,
-        run,
-        objects,
-        bytes: objects * size,
-        wall_s: wall,
-        job_s: None,
-        objects_per_s: copied as f64 / wall,
-        mib_per_s: (objects * size) as f64 / MIB as f64 / wall,
-        cpu_s: cpu,
-        peak_rss_mib: vec![hwm],
-        requests: diff(&c0, &c1),
-        errors: diff(&e0, &e1),
-        verified: n == objects && right == objects && copied == objects,
-        detail: format!(
-            "{n}/{objects} objects under dst/{dst_prefix} ({right} with size {size}, {b} bytes); copied {copied}"
-        ),
-        load_before,
-        load_after,
+        objects_per_s: copied as f64 / e.window.wall_s,
+        cpu_s: e.cpu.total(),
+        peak_rss_mib: vec![e.peak_rss_mib],
+        verified: n == t.objects && right == t.objects && copied == t.objects,
+        detail: format!("{detail}; copied {copied}"),
+        ..cx.row(t, "engine".into(), label, &e.window)
     }
 }
 
 /// A peer tool: `sh -c CMD` with SRC_ENDPOINT / dummy AWS keys in its environment.
-#[allow(clippy::too_many_arguments)]
-fn peer_run(
-    rt: &tokio::runtime::Runtime,
-    s: &Server,
-    sc: &str,
-    tool: &str,
-    cmd: &str,
-    dst_prefix: &str,
-    objects: u64,
-    size: u64,
-    run: usize,
-    timeout: Duration,
-) -> Row {
-    std::thread::sleep(Duration::from_millis(300));
-    let (c0, e0) = s3_counters(&s.sw);
-    let load_before = loadavg();
-    let log = std::env::temp_dir().join(format!("job-bench-peer-{}.log", std::process::id()));
-    let logf = std::fs::File::create(&log).unwrap_or_else(|e| die(&format!("log: {e}")));
-    let t0 = Instant::now();
-    let mut c = std::process::Command::new("sh");
-    c.arg("-c")
-        .arg(cmd)
-        .env("SRC_ENDPOINT", s.sw.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "bench")
-        .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .stdin(std::process::Stdio::null())
-        .stdout(logf.try_clone().expect("log"))
-        .stderr(logf);
-    {
-        use std::os::unix::process::CommandExt;
-        c.process_group(0);
-    }
-    let child = c.spawn().unwrap_or_else(|e| die(&format!("spawn sh: {e}")));
-    let pid = child.id() as i32;
-    let mut killed = false;
-    let (status, ru) = loop {
-        let mut st = 0;
-        // SAFETY: wait4 on our own child.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut st, libc::WNOHANG, &mut ru) };
-        if r == pid {
-            break (st, ru);
-        }
-        if r < 0 {
-            die(&format!("wait4: {}", std::io::Error::last_os_error()));
-        }
-        if !killed && t0.elapsed() > timeout {
-            killed = true;
-            // SAFETY: the process group we created.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-            println!("  TIMEOUT after {timeout:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let wall = t0.elapsed().as_secs_f64();
-    std::mem::forget(child);
-    let load_after = loadavg();
-    std::thread::sleep(Duration::from_millis(300));
-    let (c1, e1) = s3_counters(&s.sw);
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    if !ok {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        println!("  command failed (status {status}); log tail:");
-        for l in text.lines().rev().take(10).collect::<Vec<_>>().iter().rev() {
-            println!("    {l}");
-        }
-    }
-    let _ = std::fs::remove_file(&log);
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    let (n, b, right) = rt.block_on(listing(&s.dst, dst_prefix, size)).unwrap_or((0, 0, 0));
+fn peer_run(cx: &Ctx, t: &Target, tool: &str, cmd: &str) -> Row {
+    let p = cx.rt.block_on(peer_copy(cx.s, tool, cmd, &[], cx.timeout));
+    let ok = p.usage.success();
+    let (n, right, detail) = cx.check(t);
     Row {
-        scenario: sc.into(),
-        tool: tool.into(),
-        label: String::new(),
-        nodes: 0,
-        run,
-        objects,
-        bytes: objects * size,
-        wall_s: wall,
-        job_s: None,
-        objects_per_s: objects as f64 / wall,
-        mib_per_s: (objects * size) as f64 / MIB as f64 / wall,
-        cpu_s: t(ru.ru_utime) + t(ru.ru_stime),
-        peak_rss_mib: vec![ru.ru_maxrss as f64 / 1024.0],
-        requests: diff(&c0, &c1),
-        errors: diff(&e0, &e1),
-        verified: ok && n == objects && right == objects,
-        detail: format!("{n}/{objects} objects under dst/{dst_prefix} ({right} with size {size}, {b} bytes); `{cmd}`"),
-        load_before,
-        load_after,
+        cpu_s: p.usage.cpu.total(),
+        peak_rss_mib: vec![p.peak_rss_mib()],
+        verified: ok && n == t.objects && right == t.objects,
+        detail: format!("{detail}; `{cmd}`"),
+        ..cx.row(t, tool.into(), String::new(), &p.window)
     }
 }
 
 /// `meshctl cp src:SRC dst:DST --wait` on a mesh.
-#[allow(clippy::too_many_arguments)]
-fn mesh_run(
-    rt: &tokio::runtime::Runtime,
-    s: &Server,
-    m: &Mesh,
-    sc: &str,
-    label: &str,
-    src_path: &str,
-    dst_prefix: &str,
-    objects: u64,
-    size: u64,
-    run: usize,
-    timeout: Duration,
-) -> Row {
-    std::thread::sleep(Duration::from_millis(300));
-    let (c0, e0) = s3_counters(&s.sw);
-    let load_before = loadavg();
+fn mesh_run(cx: &Ctx, t: &Target, m: &Mesh, label: &str) -> Row {
+    let rt = cx.rt;
+    let start = rt.block_on(Window::begin(cx.s));
     let cpu0 = m.cpu_s();
     // JOB_BENCH_TRACE=1: print the newest job's progress every 500 ms while meshctl waits.
     let trace = std::env::var("JOB_BENCH_TRACE").is_ok_and(|v| v == "1").then(|| {
@@ -1084,15 +658,17 @@ fn mesh_run(
         let h = rt.spawn(trace_job(m.client.clone(), stop.clone()));
         (stop, h)
     });
-    let (wall, out, id) = m.cp_wait(&format!("src:{src_path}"), &format!("dst:{dst_prefix}"), timeout);
+    let (wall, out, id) = m.cp_wait(
+        &format!("src:{}", t.src_path),
+        &format!("dst:{}", t.dst_prefix),
+        cx.timeout,
+    );
     if let Some((stop, h)) = trace {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = rt.block_on(h);
     }
     let cpu = m.cpu_s() - cpu0;
-    let load_after = loadavg();
-    std::thread::sleep(Duration::from_millis(300));
-    let (c1, e1) = s3_counters(&s.sw);
+    let w = rt.block_on(start.end(cx.s, wall));
     if !out.success() {
         println!("  meshctl cp failed: {}", out.describe());
     }
@@ -1102,7 +678,7 @@ fn mesh_run(
     let job_s = (job.ended_at_ms > 0).then(|| (job.ended_at_ms - job.created_at_ms) as f64 / 1000.0);
     let (planning, running, verifying) = event_times(&job, job.created_at_ms);
     let runs = id.as_deref().map(|id| m.task_runs(id)).unwrap_or_default();
-    let (n, b, right) = rt.block_on(listing(&s.dst, dst_prefix, size)).unwrap_or((0, 0, 0));
+    let (n, right, detail) = cx.check(t);
     let f = |x: Option<f64>| x.map(|v| format!("{v:.2}s")).unwrap_or("-".into());
     println!(
         "  job {} {}: tasks {}, nodes used {:?}; since submit: planning {}, running {}, verifying {}, ended {}; task runs per node {:?}",
@@ -1117,32 +693,22 @@ fn mesh_run(
         runs
     );
     Row {
-        scenario: sc.into(),
-        tool: format!("mesh {}n", m.n),
-        label: label.into(),
         nodes: m.n,
-        run,
-        objects,
-        bytes: objects * size,
-        wall_s: wall,
         job_s,
         objects_per_s: c.objects_done as f64 / wall,
-        mib_per_s: c.bytes_done as f64 / MIB as f64 / wall,
+        mib_per_s: report::mib_per_s(c.bytes_done as f64, wall),
         cpu_s: cpu,
         peak_rss_mib: m.hwm_mib(),
-        requests: diff(&c0, &c1),
-        errors: diff(&e0, &e1),
-        verified: out.success() && n == objects && right == objects && c.objects_done == objects,
+        verified: out.success() && n == t.objects && right == t.objects && c.objects_done == t.objects,
         detail: format!(
-            "{n}/{objects} objects under dst/{dst_prefix} ({right} with size {size}, {b} bytes); job {} {}: done {}, failed {}, recopied {}",
+            "{detail}; job {} {}: done {}, failed {}, recopied {}",
             job.id,
             mesh_proto::names::job_state(job.state),
             c.objects_done,
             c.objects_failed,
             job.recopied
         ),
-        load_before,
-        load_after,
+        ..cx.row(t, format!("mesh {}n", m.n), label.into(), &w)
     }
 }
 
@@ -1183,7 +749,7 @@ fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
     let size = o.size.unwrap_or(16 * KIB);
     let n = o.objects as u64;
     let s = start_server(rt);
-    rt.block_on(seed_small(&s.src, "data/", o.objects, size));
+    seed_small(rt, &s, "data/", o.objects, size);
     println!("({})", uptime_line());
     let s5 = |prefix: &str| {
         format!(
@@ -1199,94 +765,75 @@ fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
         .iter()
         .map(|&nodes| {
             let m = Mesh::start(nodes, None);
-            m.add_s3(&s.sw.endpoint());
+            m.add_s3(&s.src_endpoint());
             m
         })
         .collect();
+    let cx = Ctx {
+        rt,
+        s: &s,
+        scenario: "P1",
+        timeout: o.timeout,
+    };
     for run in 1..=o.runs {
         println!("--- round {run} ({})", uptime_line());
+        let (eng, s5_prefix) = (format!("eng-{run}/"), format!("s5-{run}/"));
         engine_run(
-            rt,
-            &s,
-            "P1",
-            "data/",
-            &format!("eng-{run}/"),
-            n,
-            size,
+            &cx,
+            &Target::new("data/", &eng, n, size, run),
             o.engine_concurrency,
             None,
-            run,
-            o.timeout,
         )
         .print();
-        peer_run(
-            rt,
-            &s,
-            "P1",
-            "s5cmd",
-            &s5(&format!("s5-{run}")),
-            &format!("s5-{run}/"),
-            n,
-            size,
-            run,
-            o.timeout,
-        )
-        .print();
+        let cmd = s5(&format!("s5-{run}"));
+        peer_run(&cx, &Target::new("data/", &s5_prefix, n, size, run), "s5cmd", &cmd).print();
         for m in &meshes {
             for &t in &o.task_objects {
                 m.set("job.copy_task_objects", &t.to_string());
                 let label = format!("copy_task_objects {t}");
                 let prefix = format!("m{}-t{t}-{run}/", m.n);
-                mesh_run(rt, &s, m, "P1", &label, "data/", &prefix, n, size, run, o.timeout).print();
+                mesh_run(&cx, &Target::new("data/", &prefix, n, size, run), m, &label).print();
             }
         }
     }
 }
 
-fn vacuum(s: &Server) {
+fn vacuum(s: &Servers) {
     let t = Instant::now();
-    let r = http_get(
-        s.sw.master_addr(),
+    let r = measure::http_get(
+        s.first().master_addr(),
         "/vol/vacuum?garbageThreshold=0.0001",
         Duration::from_secs(300),
     );
     println!(
-        "  vacuum: {} in {:.1}s; disk available {:.1} GiB",
+        "  vacuum: {} in {:.1}s; disk available {}",
         match &r {
             Ok(t) => t.lines().next().unwrap_or("").to_string(),
             Err(e) => e.clone(),
         },
         t.elapsed().as_secs_f64(),
-        disk_avail(&std::env::temp_dir()) as f64 / GIB as f64
+        HumanBytes(disk_avail(&std::env::temp_dir()))
     );
 }
 
-fn delete_and_vacuum(rt: &tokio::runtime::Runtime, s: &Server, prefix: &str) {
+/// Prints every copy under `dst/prefix` with its ETag next to the source's, deletes them and
+/// vacuums the server.
+fn delete_and_vacuum(rt: &tokio::runtime::Runtime, s: &Servers, prefix: &str) {
     rt.block_on(async {
-        let mut range = KeyRange {
-            prefix: prefix.into(),
-            ..Default::default()
-        };
-        loop {
-            let Ok(p) = s.dst.list(&range, 1000).await else { break };
-            for o in &p.objects {
-                let src_etag = s.src.head("p5/big").await.ok().and_then(|m| m.info.etag);
-                println!(
-                    "  dst/{}: {} bytes, ETag {} (source p5/big: ETag {})",
-                    o.key,
-                    o.size,
-                    o.etag.as_deref().unwrap_or("-"),
-                    src_etag.as_deref().unwrap_or("-")
-                );
-            }
-            let keys: Vec<String> = p.objects.iter().map(|o| o.key.clone()).collect();
-            if !keys.is_empty() {
-                let _ = s.dst.delete_many(&keys).await;
-            }
-            match p.next_start_after {
-                Some(k) => range.start_after = Some(k),
-                None => break,
-            }
+        let objects = seed::list_all(s.dst.as_ref(), prefix).await.unwrap_or_default();
+        let src_etag = s.src.head("p5/big").await.ok().and_then(|m| m.info.etag);
+        for o in &objects {
+            println!(
+                "  dst/{}: {} bytes, ETag {} (source p5/big: ETag {})",
+                o.key,
+                o.size,
+                o.etag.as_deref().unwrap_or("-"),
+                src_etag.as_deref().unwrap_or("-")
+            );
+        }
+        let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+        for chunk in keys.chunks(1000) {
+            let _ = s.dst.delete_many(chunk).await;
         }
     });
     std::thread::sleep(Duration::from_secs(3));
@@ -1302,31 +849,34 @@ fn p5(o: &Opts, rt: &tokio::runtime::Runtime) {
     if avail < 2 * size + 4 * GIB {
         let smaller = 3 * GIB;
         println!(
-            "NOTE: {:.1} GiB available under {} is short for {} (needs {:.1} GiB): using {} instead",
-            avail as f64 / GIB as f64,
+            "NOTE: {} available under {} is short for {} (needs {}): using {} instead",
+            HumanBytes(avail),
             tmp.display(),
-            human(size),
-            (2 * size + 4 * GIB) as f64 / GIB as f64,
-            human(smaller)
+            HumanBytes(size),
+            HumanBytes(2 * size + 4 * GIB),
+            HumanBytes(smaller)
         );
         size = smaller;
     } else {
-        println!(
-            "disk available under {}: {:.1} GiB",
-            tmp.display(),
-            avail as f64 / GIB as f64
-        );
+        println!("disk available under {}: {}", tmp.display(), HumanBytes(avail));
     }
     let s = start_server(rt);
-    rt.block_on(seed_big(&s.src, "p5/big", size, o.seed_part_size));
+    seed_big(rt, &s, "p5/big", size, o.seed_part_size);
     println!("({})", uptime_line());
+    let cx = Ctx {
+        rt,
+        s: &s,
+        scenario: "P5",
+        timeout: o.timeout,
+    };
+    let target = |dst_prefix| Target::new("p5/", dst_prefix, 1, size, 1);
     let check_disk = || {
         let a = disk_avail(&tmp);
         if a < size + 3 * GIB {
             println!(
-                "SKIP: only {:.1} GiB available; not starting another {} copy",
-                a as f64 / GIB as f64,
-                human(size)
+                "SKIP: only {} available; not starting another {} copy",
+                HumanBytes(a),
+                HumanBytes(size)
             );
             false
         } else {
@@ -1341,34 +891,22 @@ fn p5(o: &Opts, rt: &tokio::runtime::Runtime) {
                         continue;
                     }
                     let mut m = Mesh::start(nodes, None);
-                    m.add_s3(&s.sw.endpoint());
+                    m.add_s3(&s.src_endpoint());
                     if let Some(v) = &o.mesh_verify {
                         m.cp_flags = vec!["--verify".into(), v.clone()];
                     }
                     m.set("job.split_object_bytes", &o.split);
                     m.set("job.part_task_bytes", &o.split);
                     let prefix = format!("p5-m{nodes}/");
-                    mesh_run(
-                        rt,
-                        &s,
-                        &m,
-                        "P5",
-                        &format!(
-                            "split: {} part tasks{}",
-                            o.split,
-                            o.mesh_verify
-                                .as_deref()
-                                .map(|v| format!(", --verify {v}"))
-                                .unwrap_or_default()
-                        ),
-                        "p5/",
-                        &prefix,
-                        1,
-                        size,
-                        1,
-                        o.timeout,
-                    )
-                    .print();
+                    let label = format!(
+                        "split: {} part tasks{}",
+                        o.split,
+                        o.mesh_verify
+                            .as_deref()
+                            .map(|v| format!(", --verify {v}"))
+                            .unwrap_or_default()
+                    );
+                    mesh_run(&cx, &Target::new("p5/", &prefix, 1, size, 1), &m, &label).print();
                     drop(m);
                     delete_and_vacuum(rt, &s, &prefix);
                 }
@@ -1381,7 +919,7 @@ fn p5(o: &Opts, rt: &tokio::runtime::Runtime) {
                     "exec {} --endpoint-url $SRC_ENDPOINT s3 cp --only-show-errors s3://src/p5/big s3://dst/p5-aws/big",
                     o.aws
                 );
-                peer_run(rt, &s, "P5", "aws-cli", &cmd, "p5-aws/", 1, size, 1, o.timeout).print();
+                peer_run(&cx, &target("p5-aws/"), "aws-cli", &cmd).print();
                 delete_and_vacuum(rt, &s, "p5-aws/");
             }
             "engine" => {
@@ -1390,20 +928,7 @@ fn p5(o: &Opts, rt: &tokio::runtime::Runtime) {
                 }
                 // copy_object_max below the size, so the engine also uses UploadPartCopy (in the
                 // source's 8 MiB layout) like the mesh's split and aws-cli, even for ≤ 5 GiB.
-                engine_run(
-                    rt,
-                    &s,
-                    "P5",
-                    "p5/",
-                    "p5-eng/",
-                    1,
-                    size,
-                    4,
-                    Some(128 * MIB),
-                    1,
-                    o.timeout,
-                )
-                .print();
+                engine_run(&cx, &target("p5-eng/"), 4, Some(128 * MIB)).print();
                 delete_and_vacuum(rt, &s, "p5-eng/");
             }
             other => println!("unknown tool {other} (mesh, aws, engine)"),
@@ -1414,10 +939,10 @@ fn p5(o: &Opts, rt: &tokio::runtime::Runtime) {
 /// Submit → first object: `jobs` one-object jobs per mesh size.
 fn latency(o: &Opts, rt: &tokio::runtime::Runtime) {
     let s = start_server(rt);
-    rt.block_on(seed_small(&s.src, "one/", 1, 16 * KIB));
+    seed_small(rt, &s, "one/", 1, 16 * KIB);
     for &nodes in &o.nodes {
         let m = Mesh::start(nodes, None);
-        m.add_s3(&s.sw.endpoint());
+        m.add_s3(&s.src_endpoint());
         // A first job warms the workers' S3 clients and the location cache (not counted).
         let (_, out, _) = m.cp_wait("src:one/", "dst:lat-warm/", o.timeout);
         if !out.success() {
@@ -1443,14 +968,7 @@ fn latency(o: &Opts, rt: &tokio::runtime::Runtime) {
             let r = rt.block_on(async move {
                 let t0_ms = now_ms();
                 let t0 = Instant::now();
-                let job = cl
-                    .job
-                    .submit(SubmitJobRequest { spec: Some(spec) })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_inner()
-                    .job
-                    .ok_or("no job")?;
+                let job = submit(&mut cl, spec).await?;
                 let submit_rpc = t0.elapsed().as_secs_f64();
                 let (mut t_obj, mut t_done_seen, mut t_end) = (None, None, None);
                 let mut last = None;
@@ -1463,15 +981,8 @@ fn latency(o: &Opts, rt: &tokio::runtime::Runtime) {
                         t_obj = Some(t0.elapsed().as_secs_f64());
                     }
                     if k.is_multiple_of(2) {
-                        if let Ok(r) = cl
-                            .job
-                            .get(GetJobRequest {
-                                id: job.id.clone(),
-                                consistency: ReadConsistency::Linearizable as i32,
-                            })
-                            .await
-                        {
-                            let j = r.into_inner().job.and_then(|v| v.job).unwrap_or_default();
+                        if let Some(v) = get_job(&mut cl, &job.id, ReadConsistency::Linearizable).await {
+                            let j = v.job.unwrap_or_default();
                             let done = j.counters.as_ref().map(|c| c.objects_done).unwrap_or(0);
                             if t_done_seen.is_none() && done > 0 {
                                 t_done_seen = Some(t0.elapsed().as_secs_f64());
@@ -1657,14 +1168,7 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
             let target = target2;
             let t0_ms = now_ms();
             let t0 = Instant::now();
-            let job = cl
-                .job
-                .submit(SubmitJobRequest { spec: Some(spec) })
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner()
-                .job
-                .ok_or("no job")?;
+            let job = submit(&mut cl, spec).await?;
             let (mut t_first, mut t_listed, mut t_end) = (None, None, None);
             let mut peak_db = vec![0u64; data_dirs.len()];
             let mut peak_tasks = 0u32;
@@ -1683,18 +1187,10 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
                 }
                 if k.is_multiple_of(100) {
                     for (i, d) in data_dirs.iter().enumerate() {
-                        peak_db[i] = peak_db[i].max(du_sb(d));
+                        peak_db[i] = peak_db[i].max(measure::du_sb(d));
                     }
                 }
-                if let Ok(r) = cl
-                    .job
-                    .get(GetJobRequest {
-                        id: job.id.clone(),
-                        consistency: ReadConsistency::Local as i32,
-                    })
-                    .await
-                {
-                    let v = r.into_inner().job.unwrap_or_default();
+                if let Some(v) = get_job(&mut cl, &job.id, ReadConsistency::Local).await {
                     let j = v.job.unwrap_or_default();
                     peak_tasks = peak_tasks.max(v.tasks_running + v.tasks_pending + v.tasks_done);
                     peak_job_bytes = peak_job_bytes.max(j.encoded_len());
@@ -1811,23 +1307,8 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
 // ---------------------------------------------------------------- table
 
 fn table(path: &str) {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| die(&format!("{path}: {e}")));
-    let mut rows: Vec<Row> = Vec::new();
-    for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
-        if let Some(j) = line.strip_prefix("RESULT ") {
-            if let Ok(r) = serde_json::from_str(j) {
-                rows.push(r);
-            }
-        }
-    }
-    let mut groups: Vec<((String, String, String), Vec<Row>)> = Vec::new();
-    for r in rows {
-        let k = (r.scenario.clone(), r.tool.clone(), r.label.clone());
-        match groups.iter_mut().find(|(g, _)| *g == k) {
-            Some((_, v)) => v.push(r),
-            None => groups.push((k, vec![r])),
-        }
-    }
+    let rows: Vec<Row> = report::read_results(path);
+    let groups = report::group_by(rows, |r| (r.scenario.clone(), r.tool.clone(), r.label.clone()));
     // The engine's median wall per scenario (its first group: the runs before the meshes).
     let engine: BTreeMap<String, f64> = groups
         .iter()
@@ -1841,9 +1322,7 @@ fn table(path: &str) {
         let m = |f: fn(&Row) -> f64| median(v.iter().map(f).collect());
         let wall = m(|r| r.wall_s);
         let job = m(|r| r.job_s.unwrap_or(f64::NAN));
-        let mut by_wall: Vec<&Row> = v.iter().collect();
-        by_wall.sort_by(|a, b| a.wall_s.partial_cmp(&b.wall_s).unwrap());
-        let mid = by_wall[by_wall.len() / 2];
+        let mid = report::median_run(v, |r| r.wall_s);
         let n = mid.objects.max(1) as f64;
         let reqs: Vec<String> = mid
             .requests
@@ -1865,11 +1344,11 @@ fn table(path: &str) {
             .filter(|_| tool != "engine")
             .map(|e| format!("{:+.0} %", (wall / e - 1.0) * 100.0))
             .unwrap_or_default();
-        let load = v.iter().map(|r| r.load_before.max(r.load_after)).fold(0.0, f64::max);
+        let load = report::max_load(v.iter().map(|r| (r.load_before, r.load_after)));
         println!(
             "| {sc} {} × {} | {tool}{} | {} | {wall:.2} s | {} | {:.0} | {:.1} | {vs} | {:.2} | {rss:.0} | {} | {} | ≤ {load:.2} |",
             mid.objects,
-            human(mid.bytes / mid.objects.max(1)),
+            HumanBytes(mid.bytes / mid.objects.max(1)),
             if label.is_empty() {
                 String::new()
             } else {
@@ -1885,11 +1364,7 @@ fn table(path: &str) {
             m(|r| r.mib_per_s),
             m(|r| r.cpu_s),
             reqs.join(", "),
-            if v.iter().all(|r| r.verified) {
-                "yes".to_string()
-            } else {
-                format!("NO ({}/{})", v.iter().filter(|r| r.verified).count(), v.len())
-            }
+            report::verified_cell(v.iter().filter(|r| r.verified).count(), v.len())
         );
     }
 }
@@ -1898,10 +1373,14 @@ fn table(path: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    help(&args, USAGE);
     let Some(cmd) = args.first().cloned() else { usage() };
     if cmd == "table" {
         table(args.get(1).unwrap_or_else(|| usage()));
         return;
+    }
+    if !matches!(cmd.as_str(), "p1" | "p5" | "latency" | "plan") {
+        usage()
     }
     let o = parse(&cmd, &args[1..]);
     let rt = tokio::runtime::Builder::new_multi_thread()
