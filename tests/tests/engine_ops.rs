@@ -16,6 +16,7 @@ use mesh_engine::ops::*;
 use mesh_engine::s3::S3Store;
 use mesh_engine::store::*;
 use mesh_engine::testkit::*;
+use mesh_engine::throttle::ByteRateLimiter;
 use mesh_engine::transfer::*;
 use mesh_engine::verify::Verify;
 use mesh_engine::S3Clients;
@@ -634,7 +635,7 @@ async fn s3_cancel_aborts_unfinished_uploads_and_sweep_finds_leftovers() {
     let opts = CopyOptions {
         multipart_threshold: 5 * MIB as u64,
         part_size: Some(5 * MIB as u64),
-        bandwidth: Some(TokenBucket::new(4 * MIB as u64, 256 * 1024)),
+        bandwidth: Some(ByteRateLimiter::new(4 * MIB as u64, 256 * 1024)),
         uploads: Some(log.clone()),
         ..Default::default()
     };

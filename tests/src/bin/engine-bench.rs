@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use mesh_engine::filter::Filter;
-use mesh_engine::ops::{self, Action, KeyMap, RangeOp, RangeOptions};
+use mesh_engine::ops::{self, Action, KeyMap, RangeOp, RangeOptions, RangeTask};
 use mesh_engine::store::{
     Body, CredentialSource, KeyRange, LocationSpec, ObjectStore, S3LocationSpec, Secret, WriteDefaults, WriteOptions,
 };
@@ -616,12 +616,14 @@ async fn engine_run(s: &Setup, o: &Opts, run: usize) -> RunResult {
     let t0 = Instant::now();
     let mut first_failures: Vec<String> = Vec::new();
     let fut = ops::run_range(
-        RangeOp::Copy,
-        s.src.as_ref(),
-        s.dst.as_ref(),
-        &range,
-        &map,
-        &filter,
+        RangeTask {
+            op: RangeOp::Copy,
+            src: s.src.as_ref(),
+            dst: s.dst.as_ref(),
+            range: &range,
+            map: &map,
+            filter: &filter,
+        },
         &ropts,
         |out| {
             if let Action::Failed(e) = &out.action {
