@@ -5,8 +5,17 @@
 //!   copy, delete, probe — and its shared types and errors.
 //! - `s3` and `fs`: the two implementations (aws-sdk-s3; a directory with an escaped key
 //!   mapping), plus the cached S3 clients and credential resolution.
-//! - `transfer`: copy one object between two stores, choosing server-side or streaming, keeping
-//!   metadata and tags, verifying the result.
+//! - `checksum` and `verify`: digests (MD5 / multipart ETags, CRC32C, CRC32, SHA-256, composite
+//!   checksums) and the verification modes and ETag rules the copies apply.
+//! - [`transfer`]: copy one object between two stores, choosing server-side or streaming, keeping
+//!   metadata and tags, verifying the result. Inside: `plan` (pure planning: mode, part sizes,
+//!   request costs), `server_side` (CopyObject / UploadPartCopy), `streaming` (GET → PUT, ranged
+//!   GET → UploadPart, hashed on the way), `multipart` (the driver both modes use: bounded parts
+//!   in flight, complete or abort), `uploads` (the upload log and the sweep of leftovers),
+//!   `tally` (request counts).
+//! - [`throttle`]: the byte-rate limit streamed bytes pass through (governor), shared by the
+//!   copies of a job on a node.
+//! - `filter`: include/exclude globs and size/time conditions over relative keys.
 //! - `ops`: operations over a key range — copy, move, sync, dry run — with filters, producing a
 //!   per-object outcome stream and counters.
 //! - `faulty` and `testkit` (tests, or the `fault-injection` feature): request counting and
@@ -29,6 +38,7 @@ pub mod s3;
 pub mod store;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod testkit;
+pub mod throttle;
 pub mod transfer;
 pub mod verify;
 

@@ -368,19 +368,45 @@ struct Done {
     cross_bytes: u64,
 }
 
-/// Runs `op` over `src_range` of `src` into `dst`. See the module docs. Returns Err only for
-/// invalid arguments; an interrupted run returns its summary with `interrupted` set.
-#[allow(clippy::too_many_arguments)]
+/// One range operation: what to do, between which stores, over which source keys, mapped how
+/// to destination keys, and which of them.
+#[derive(Clone, Copy)]
+pub struct RangeTask<'a> {
+    pub op: RangeOp,
+    pub src: &'a dyn ObjectStore,
+    pub dst: &'a dyn ObjectStore,
+    /// The source range (restricted to keys under `map.src_prefix`).
+    pub range: &'a KeyRange,
+    pub map: &'a KeyMap,
+    pub filter: &'a Filter,
+}
+
+/// One source object to copy and its destination side.
+#[derive(Clone, Copy)]
+struct ObjectPair<'a> {
+    src: &'a ObjectInfo,
+    dst_key: &'a str,
+    /// The destination's listing entry, when it was listed and exists.
+    dst: Option<&'a ObjectInfo>,
+}
+
+/// Runs `task.op` over `task.range` of `task.src` into `task.dst`. See the module docs. Returns
+/// Err only for invalid arguments; an interrupted run returns its summary with `interrupted`
+/// set.
 pub async fn run_range(
-    op: RangeOp,
-    src: &dyn ObjectStore,
-    dst: &dyn ObjectStore,
-    src_range: &KeyRange,
-    map: &KeyMap,
-    filter: &Filter,
+    task: RangeTask<'_>,
     opts: &RangeOptions,
     mut sink: impl FnMut(Outcome),
 ) -> Result<RangeSummary, StoreError> {
+    let RangeTask {
+        op,
+        src,
+        dst,
+        range: src_range,
+        map,
+        filter,
+    } = task;
+    let task = &task;
     let mut sum = RangeSummary::default();
     let Some((srange, drange)) = map.ranges(src_range)? else {
         return Ok(sum);
@@ -452,7 +478,12 @@ pub async fn run_range(
                     && s.size >= copts.multipart_threshold
                     && choose_mode(src, &s.key, dst, copts) == CopyMode::Streaming;
                 let _slot = if big { large.acquire().await.ok() } else { None };
-                let r = copy_one(op, src, &s, dst, &dst_key, d.as_ref(), copts, opts, &t).await;
+                let pair = ObjectPair {
+                    src: &s,
+                    dst_key: &dst_key,
+                    dst: d.as_ref(),
+                };
+                let r = copy_one(task, pair, copts, opts, &t).await;
                 let requests = t.get();
                 let mut o = Outcome {
                     key: s.key.clone(),
@@ -660,18 +691,21 @@ enum OneResult {
     Would(transfer::CopyPlan),
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Compares (when the destination is listed), then copies — or, in a dry run, plans — one
+/// object.
 async fn copy_one(
-    op: RangeOp,
-    src: &dyn ObjectStore,
-    s: &ObjectInfo,
-    dst: &dyn ObjectStore,
-    dst_key: &str,
-    d: Option<&ObjectInfo>,
+    task: &RangeTask<'_>,
+    pair: ObjectPair<'_>,
     copts: &CopyOptions,
     opts: &RangeOptions,
     tally: &Tally,
 ) -> StoreResult<OneResult> {
+    let RangeTask { op, src, dst, .. } = *task;
+    let ObjectPair {
+        src: s,
+        dst_key,
+        dst: d,
+    } = pair;
     if let Some(d) = d {
         let same = match op {
             RangeOp::Sync { .. } if copts.verify == Verify::Checksum => {

@@ -279,7 +279,7 @@ async fn cancellation_aborts_started_uploads() {
     let opts = CopyOptions {
         multipart_threshold: 1,
         part_size: Some(64 * 1024),
-        bandwidth: Some(TokenBucket::new(300_000, 16 * 1024)), // ~1 s for the object
+        bandwidth: Some(ByteRateLimiter::new(300_000, 16 * 1024)), // ~1 s for the object
         uploads: Some(log.clone()),
         ..Default::default()
     };
@@ -657,7 +657,7 @@ async fn cancelled_range_drains_and_reports_interruption() {
     let copy = CopyOptions {
         multipart_threshold: 1,
         part_size: Some(20_000),
-        bandwidth: Some(TokenBucket::new(500_000, 16 * 1024)),
+        bandwidth: Some(ByteRateLimiter::new(500_000, 16 * 1024)),
         uploads: Some(log.clone()),
         ..Default::default()
     };

@@ -15,7 +15,7 @@ use futures::StreamExt;
 
 use super::filter::Filter;
 use super::fs::FsStore;
-use super::ops::{run_range, KeyMap, Outcome, RangeOp, RangeOptions, RangeSummary};
+use super::ops::{run_range, KeyMap, Outcome, RangeOp, RangeOptions, RangeSummary, RangeTask};
 use super::s3::S3Store;
 use super::store::*;
 use super::transfer::CopyOptions;
@@ -185,9 +185,15 @@ pub async fn run_collect(
     opts: &RangeOptions,
 ) -> (RangeSummary, Vec<Outcome>) {
     let mut out = Vec::new();
-    let sum = run_range(op, src, dst, range, map, filter, opts, |o| out.push(o))
-        .await
-        .unwrap();
+    let task = RangeTask {
+        op,
+        src,
+        dst,
+        range,
+        map,
+        filter,
+    };
+    let sum = run_range(task, opts, |o| out.push(o)).await.unwrap();
     (sum, out)
 }
 

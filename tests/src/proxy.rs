@@ -10,6 +10,10 @@
 //! - [`FaultProxy::set_delay`]: add a one-way latency to every chunk forwarded (netem is not
 //!   available on the test machines, so latency is emulated here).
 //!
+//! It counts connections ([`FaultProxy::counters`]) and the bytes it forwarded each way
+//! ([`FaultProxy::bytes_forwarded`]), so tests can trigger faults on observed progress instead of
+//! after a fixed time.
+//!
 //! "Refused" connections are accepted and closed immediately, which a client sees as a reset or
 //! EOF, as it would with a broken network path.
 
@@ -33,6 +37,9 @@ struct State {
     delay_ms: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
+    /// Bytes written to the target, and back to the clients.
+    to_target: AtomicU64,
+    from_target: AtomicU64,
 }
 
 impl State {
@@ -166,6 +173,14 @@ impl FaultProxy {
         self.state.conns.lock().unwrap().len()
     }
 
+    /// (to the target, from the target): bytes forwarded so far, over every connection.
+    pub fn bytes_forwarded(&self) -> (u64, u64) {
+        (
+            self.state.to_target.load(Ordering::Relaxed),
+            self.state.from_target.load(Ordering::Relaxed),
+        )
+    }
+
     /// (accepted, refused) connection counters.
     pub fn counters(&self) -> (u64, u64) {
         (
@@ -186,15 +201,19 @@ impl Drop for FaultProxy {
 async fn pump(a: TcpStream, b: TcpStream, st: Arc<State>) {
     let (ar, aw) = a.into_split();
     let (br, bw) = b.into_split();
-    let s1 = st.clone();
-    let one = copy_half(ar, bw, s1);
-    let two = copy_half(br, aw, st);
+    let one = copy_half(ar, bw, st.clone(), |s| &s.to_target);
+    let two = copy_half(br, aw, st, |s| &s.from_target);
     // When one direction ends (EOF or error) let the other finish on its own, like TCP half-close;
     // an abort (cut/block) drops both at once.
     let _ = tokio::join!(one, two);
 }
 
-async fn copy_half(mut r: tokio::net::tcp::OwnedReadHalf, mut w: tokio::net::tcp::OwnedWriteHalf, st: Arc<State>) {
+async fn copy_half(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    st: Arc<State>,
+    counter: fn(&State) -> &AtomicU64,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match r.read(&mut buf).await {
@@ -208,6 +227,7 @@ async fn copy_half(mut r: tokio::net::tcp::OwnedReadHalf, mut w: tokio::net::tcp
         if w.write_all(&buf[..n]).await.is_err() {
             break;
         }
+        counter(&st).fetch_add(n as u64, Ordering::Relaxed);
     }
     let _ = w.shutdown().await;
 }

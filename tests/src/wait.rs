@@ -41,3 +41,18 @@ pub fn holds_for(dur: Duration, mut f: impl FnMut() -> Result<(), String>) -> Re
     }
     Ok(())
 }
+
+/// How often [`until`] re-checks.
+pub const ASYNC_POLL: Duration = Duration::from_millis(10);
+
+/// [`wait_until`] for async tests: polls `f` every [`ASYNC_POLL`] without blocking the runtime
+/// (the work being watched goes on meanwhile); panics after `timeout` naming `desc`.
+pub async fn until(desc: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {desc}");
+        }
+        tokio::time::sleep(ASYNC_POLL).await;
+    }
+}

@@ -4,6 +4,8 @@
 //! corpus, a network fault mid-stream through the fault proxy, and abort of unfinished uploads;
 //! and the request costs of server-side paths, counted by `engine::faulty::FaultyStore` on the
 //! real stores.
+//! Faults are triggered on observed progress (bytes through the proxy, requests a store saw),
+//! never after a fixed time, so the tests mean the same on a loaded machine.
 //! Every test prints `SKIP: …` and returns when SeaweedFS cannot be installed or started.
 
 use std::sync::Arc;
@@ -16,10 +18,12 @@ use mesh_engine::ops::*;
 use mesh_engine::s3::S3Store;
 use mesh_engine::store::*;
 use mesh_engine::testkit::*;
+use mesh_engine::throttle::ByteRateLimiter;
 use mesh_engine::transfer::*;
 use mesh_engine::verify::Verify;
 use mesh_engine::S3Clients;
 use mesh_tests::seaweed::SeaweedFs;
+use mesh_tests::wait::until;
 use mesh_tests::FaultProxy;
 
 const MIB: usize = 1024 * 1024;
@@ -590,6 +594,8 @@ async fn s3_network_fault_mid_stream_is_retried_and_completes() {
         // The proxy forwards 64 KiB per 10 ms (~6 MiB/s per connection), so the bytes are still
         // on the server's side when the source path is cut once, mid-stream.
         proxy.set_delay(Duration::from_millis(10));
+        let (_, from_source) = proxy.bytes_forwarded();
+        let (_, refused) = proxy.counters();
         let opts = CopyOptions {
             verify: Verify::Etag,
             multipart_threshold: if mp { 5 * MIB as u64 } else { u64::MAX },
@@ -600,9 +606,19 @@ async fn s3_network_fault_mid_stream_is_retried_and_completes() {
             ..Default::default()
         };
         let cut = async {
-            tokio::time::sleep(Duration::from_millis(400)).await;
+            // Mid-stream: 2 MiB of the 16 MiB object have come through (every part, or the one
+            // GET, is still far from its end).
+            until("2 MiB of the source through the proxy", Duration::from_secs(60), || {
+                proxy.bytes_forwarded().1 >= from_source + 2 * MIB as u64
+            })
+            .await;
             proxy.cut();
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Healed once the engine has tried the source again and been refused: the cut was
+            // seen, and the next retry gets through.
+            until("a reconnection refused by the cut", Duration::from_secs(60), || {
+                proxy.counters().1 > refused
+            })
+            .await;
             proxy.heal();
         };
         let (r, ()) = tokio::join!(copy_object(&via, key, &dst, key, &opts), cut);
@@ -628,19 +644,29 @@ async fn s3_cancel_aborts_unfinished_uploads_and_sweep_finds_leftovers() {
     };
     let clients = S3Clients::new();
     let src = bucket(&clients, &sw.endpoint(), "ca-src", "").await;
-    let dst = bucket(&clients, &sw2.endpoint(), "ca-dst", "").await;
+    let dst = faulty_bucket(&clients, &sw2.endpoint(), "ca-dst", "").await;
     put(&src, "big", &data(16 * MIB, 8), &WriteOptions::default()).await;
     let log = UploadLog::new();
     let opts = CopyOptions {
         multipart_threshold: 5 * MIB as u64,
         part_size: Some(5 * MIB as u64),
-        bandwidth: Some(TokenBucket::new(4 * MIB as u64, 256 * 1024)),
+        // At 4 MiB/s the 16 MiB take at least 3.9 s: the copy is still running when it is
+        // cancelled below, however slow the machine.
+        bandwidth: Some(ByteRateLimiter::new(4 * MIB as u64, 256 * 1024)),
         uploads: Some(log.clone()),
         ..Default::default()
     };
     let cancel = opts.cancel.clone();
     let (r, ()) = tokio::join!(copy_object(&src, "big", &dst, "big", &opts), async {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Cancelled mid-upload: the upload exists and a first part (the 1 MiB last one, done
+        // first) was sent, while the parts still in flight hold most of the 16 MiB back behind
+        // the bandwidth limit.
+        until(
+            "the first part sent to the destination",
+            Duration::from_secs(60),
+            || log.started_total() == 1 && dst.counts().upload_part >= 1,
+        )
+        .await;
         cancel.cancel();
     });
     let e = r.unwrap_err();
@@ -652,6 +678,7 @@ async fn s3_cancel_aborts_unfinished_uploads_and_sweep_finds_leftovers() {
         "aborted on the server"
     );
     assert!(matches!(dst.head("big").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(dst.counts().abort_multipart, 1, "aborted by the engine");
     // A leftover (as after a crash) is found by the sweep through the registry.
     let id = dst
         .create_multipart("left/over", &WriteOptions::default())

@@ -79,6 +79,12 @@ impl ClusterService for Fake {
     async fn list_settings(&self, _: Request<ListSettingsRequest>) -> Result<Response<ListSettingsResponse>, Status> {
         Err(Status::unimplemented("not in the fake"))
     }
+    async fn list_workers(
+        &self,
+        _: Request<mesh_proto::v1::ListWorkersRequest>,
+    ) -> Result<Response<mesh_proto::v1::ListWorkersResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
 }
 
 /// A CA in `dir` and a certificate for node `n1` valid for 127.0.0.1 only; returns (cert, key) PEM.

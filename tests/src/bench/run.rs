@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use mesh_engine::filter::Filter;
-use mesh_engine::ops::{self, Action, KeyMap, RangeOp, RangeOptions, RangeSummary};
+use mesh_engine::ops::{self, Action, KeyMap, RangeOp, RangeOptions, RangeSummary, RangeTask};
 use mesh_engine::store::KeyRange;
 use mesh_engine::transfer::CopyOptions;
 use mesh_engine::verify::Verify;
@@ -148,22 +148,21 @@ pub async fn engine_copy(
     let hwm_reset = measure::reset_peak_rss();
     let cpu0 = Cpu::this_process();
     let mut failures: Vec<String> = Vec::new();
-    let fut = ops::run_range(
-        RangeOp::Copy,
-        s.src.as_ref(),
-        s.dst.as_ref(),
-        &range,
-        &map,
-        &filter,
-        &ropts,
-        |out| {
-            if let Action::Failed(e) = &out.action {
-                if failures.len() < 5 {
-                    failures.push(format!("{}: {e}", out.key));
-                }
+    let task = RangeTask {
+        op: RangeOp::Copy,
+        src: s.src.as_ref(),
+        dst: s.dst.as_ref(),
+        range: &range,
+        map: &map,
+        filter: &filter,
+    };
+    let fut = ops::run_range(task, &ropts, |out| {
+        if let Action::Failed(e) = &out.action {
+            if failures.len() < 5 {
+                failures.push(format!("{}: {e}", out.key));
             }
-        },
-    );
+        }
+    });
     let summary = match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(sum)) => Ok(sum),
         Ok(Err(e)) => Err(format!("run_range: {e}")),

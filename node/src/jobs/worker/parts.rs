@@ -43,20 +43,39 @@ pub async fn run(
     let Some(dkey) = KeyMap::new(spec.src_path.clone(), spec.dst_path.clone()).to_dst(&task.key) else {
         return Ok(End::failed(format!("{} is outside the job's source path", task.key)));
     };
+    let part = PartTask {
+        src: src.as_ref(),
+        dst: dst.as_ref(),
+        task,
+        dkey: &dkey,
+        copts: &copts,
+    };
     match TaskKind::try_from(task.kind) {
-        Ok(TaskKind::PartInit) => init(src.as_ref(), dst.as_ref(), task, &dkey, &copts).await,
-        Ok(TaskKind::PartCopy) => copy_parts(src.as_ref(), dst.as_ref(), task, &dkey, &copts, progress).await,
-        _ => complete(src.as_ref(), dst.as_ref(), &spec, task, &dkey, &copts, progress, lines).await,
+        Ok(TaskKind::PartInit) => init(&part).await,
+        Ok(TaskKind::PartCopy) => copy_parts(&part, progress).await,
+        _ => complete(&part, &spec, progress, lines).await,
     }
 }
 
-async fn init(
-    src: &dyn ObjectStore,
-    dst: &dyn ObjectStore,
-    task: &pb::Task,
-    dkey: &str,
-    copts: &CopyOptions,
-) -> Result<End, String> {
+/// What every PART_* task of a split object works on: the two stores, the task (source key,
+/// part range, upload id), the destination key and the job's copy options.
+#[derive(Clone, Copy)]
+struct PartTask<'a> {
+    src: &'a dyn ObjectStore,
+    dst: &'a dyn ObjectStore,
+    task: &'a pb::Task,
+    dkey: &'a str,
+    copts: &'a CopyOptions,
+}
+
+async fn init(part: &PartTask<'_>) -> Result<End, String> {
+    let PartTask {
+        src,
+        dst,
+        task,
+        dkey,
+        copts,
+    } = *part;
     let meta = transfer::with_retry(copts, "head", || src.head(&task.key))
         .await
         .map_err(|e| e.to_string())?;
@@ -92,14 +111,14 @@ fn part_range(task: &pb::Task, n: u32) -> (u64, u64) {
     (start, end)
 }
 
-async fn copy_parts(
-    src: &dyn ObjectStore,
-    dst: &dyn ObjectStore,
-    task: &pb::Task,
-    dkey: &str,
-    copts: &CopyOptions,
-    progress: &Shared,
-) -> Result<End, String> {
+async fn copy_parts(part: &PartTask<'_>, progress: &Shared) -> Result<End, String> {
+    let PartTask {
+        src,
+        dst,
+        task,
+        dkey,
+        copts,
+    } = *part;
     if task.upload_id.is_empty() {
         return Ok(End::failed("part task without an upload id"));
     }
@@ -160,17 +179,14 @@ async fn copy_parts(
     Ok(End::done())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn complete(
-    src: &dyn ObjectStore,
-    dst: &dyn ObjectStore,
-    spec: &pb::JobSpec,
-    task: &pb::Task,
-    dkey: &str,
-    copts: &CopyOptions,
-    progress: &Shared,
-    lines: &LineBuf,
-) -> Result<End, String> {
+async fn complete(part: &PartTask<'_>, spec: &pb::JobSpec, progress: &Shared, lines: &LineBuf) -> Result<End, String> {
+    let PartTask {
+        src,
+        dst,
+        task,
+        dkey,
+        copts,
+    } = *part;
     let parts: Vec<CompletedPart> = task
         .parts
         .iter()

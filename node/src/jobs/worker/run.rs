@@ -25,9 +25,10 @@ use super::report::{self, LineBuf};
 use super::{End, Shared};
 use crate::node::Node;
 use mesh_engine::filter::Filter;
-use mesh_engine::ops::{run_range, Action, KeyMap, Outcome, RangeOp, RangeOptions};
+use mesh_engine::ops::{run_range, Action, KeyMap, Outcome, RangeOp, RangeOptions, RangeTask};
 use mesh_engine::store::{KeyRange, ObjectStore, Sse};
-use mesh_engine::transfer::{self, CopyOptions, TokenBucket};
+use mesh_engine::throttle::ByteRateLimiter;
+use mesh_engine::transfer::{self, CopyOptions};
 use mesh_engine::verify::Verify;
 use mesh_engine::{open_store, S3Clients};
 
@@ -40,7 +41,7 @@ pub struct Ctx {
     pub node: Arc<Node>,
     pub clients: S3Clients,
     /// Per-job bandwidth buckets on this node.
-    buckets: Mutex<HashMap<String, Arc<TokenBucket>>>,
+    buckets: Mutex<HashMap<String, Arc<ByteRateLimiter>>>,
 }
 
 impl Ctx {
@@ -60,7 +61,7 @@ impl Ctx {
     }
 
     /// The job's bandwidth bucket on this node: its limit divided among the nodes running it.
-    fn bucket(&self, job: &pb::Job) -> Option<Arc<TokenBucket>> {
+    fn bucket(&self, job: &pb::Job) -> Option<Arc<ByteRateLimiter>> {
         let limit = job.spec.as_ref()?.bwlimit_bytes_per_sec;
         if limit == 0 {
             return None;
@@ -77,7 +78,7 @@ impl Ctx {
         let mut b = self.buckets.lock().unwrap();
         let bucket = b
             .entry(job.id.clone())
-            .or_insert_with(|| TokenBucket::new(share, share.min(8 << 20)));
+            .or_insert_with(|| ByteRateLimiter::new(share, share.min(8 << 20)));
         bucket.set_rate(share);
         Some(bucket.clone())
     }
@@ -380,21 +381,20 @@ async fn copy(
     // small watcher so the reporter sees both moving together.
     let p2 = progress.clone();
     let cell2 = cell.clone();
-    let sum = run_range(
-        op_of(&spec),
-        src.as_ref(),
-        dst.as_ref(),
-        &range,
-        &map,
-        &filter,
-        &opts,
-        |o| {
-            record(&p2, lines, &o);
-            if let Some(c) = cell2.lock().unwrap().clone() {
-                p2.lock().unwrap().checkpoint = Some(c);
-            }
-        },
-    )
+    let range_task = RangeTask {
+        op: op_of(&spec),
+        src: src.as_ref(),
+        dst: dst.as_ref(),
+        range: &range,
+        map: &map,
+        filter: &filter,
+    };
+    let sum = run_range(range_task, &opts, |o| {
+        record(&p2, lines, &o);
+        if let Some(c) = cell2.lock().unwrap().clone() {
+            p2.lock().unwrap().checkpoint = Some(c);
+        }
+    })
     .await
     .map_err(|e| e.to_string())?;
     if let Some(c) = cell.lock().unwrap().clone() {
