@@ -233,6 +233,7 @@ impl Args {
     fn parse(toks: &[String]) -> Self {
         Args(
             toks.iter()
+                .filter(|a| *a != ";")
                 .map(|a| {
                     let (k, v) = a
                         .split_once('=')
@@ -285,6 +286,9 @@ fn fmt_size(n: u64) -> String {
 
 /// `OBJECTS/BYTES`.
 fn pair(v: &str) -> (u64, u64) {
+    if v.is_empty() {
+        return (0, 0);
+    }
     let (o, b) = v.split_once('/').unwrap_or((v, "0"));
     (size(o), size(b))
 }
