@@ -13,12 +13,44 @@
 //! `init_cluster`, `upsert_node`, `set_node_state`, `set_setting`, `delete_setting`,
 //! `put_location`, `delete_location`, `put_credential` (`secret=N`/`token=N` stand for N bytes of
 //! ciphertext; the dump shows them as `<enc N bytes>`), `delete_credential`, `noop`, `empty` (a
-//! command with no kind) and `dump` (prints the tables). Arguments are `key=value`,
+//! command with no kind) and `dump` (prints the configuration tables). Arguments are `key=value`,
 //! values may be double-quoted. Set `UPDATE_GOLDEN=1` to rewrite the expected output.
 //!
+//! Job commands (every one takes `at=MS`; sizes may be written in MiB, `33M`):
+//! - `submit_job id= op=copy|move|sync|unspecified src= src_path= dst= dst_path= owner= via=NODE`
+//!   `[delete=true] [tier=] [verify=] [sse=] [kms_key_id=] [include=GLOB] [exclude=GLOB]`;
+//!   `none=1` sends no job, `nospec=1` a job without a spec.
+//! - `assign_tasks a=JOB/TASK@NODE,JOB/TASK@NODE...`
+//! - `report_tasks node=N` then the reports, separated by ` ; `, each
+//!   `job= task= epoch= [outcome=progress|done|retry|failed]` (default progress) with
+//!   `[checkpoint=KEY]` (an empty value is an empty checkpoint), cumulative counters
+//!   `[done=OBJ/BYTES] [skipped=OBJ/BYTES] [failed=OBJ/BYTES] [deleted=OBJ]`, planned tasks in order
+//!   `[copy=START..END:OBJ/BYTES]` (an empty bound is none; `pcopy=` in path order) and
+//!   `[split=KEY:BYTES/PART_SIZE/PARTS_PER_TASK]` (etag `src-etag`), `[error=]`, `[fail=KEY:ERROR]...`,
+//!   `[upload=ID]`, `[parts=N,N:ETAG...]` (etag `eN` by default), `[event=TEXT]...`, and for
+//!   FINALIZE `[final=0] [final.total=OBJ/BYTES] [final.done=..] [final.skipped=..] [final.failed=..]`
+//!   `[final.deleted=OBJ]` (any of them sends final counters), `[report_key=] [recopied=N] [warnings=N]`.
+//! - `control_job job= action=pause|resume|cancel|unspecified|N [by=]`
+//! - `release_tasks node= reason=`
+//!
+//! A job command prints `ok`, then `stale=[JOB/TASK,...]` for the stale reports it names, then
+//! `(no change)` when it left the tables exactly as they were (a skipped assignment, a stale
+//! report); a refusal prints `error REASON: message`.
+//!
+//! Dumps: `jobs [id=]` prints one line per job, sorted by id: state, spec, owner, the node that
+//! took the submit, created/updated (and, when set, started/ended/paused_at/paused_ms), open and
+//! total tasks, next task id, nodes used, counters (`total=OBJ/BYTES done=OBJ/BYTES`, and
+//! skipped/failed/deleted when not zero), warnings/recopied/report/failures/error when set, the
+//! number of events and the last one. `tasks [job=]` prints one line per task, sorted by (job,
+//! id): kind, state, node, epoch, attempts, the range `(START,END]` (`-` for none) and planned
+//! counts of LIST/COPY, or the key, etag, group, parts, bytes and part size of split-object tasks,
+//! then when set: assigned_at, not_before, checkpoint, counters, upload id, part ETags, last error.
+//! `events job=` prints every event of a job: `AT node=N text`.
+//!
 //! Besides the expected text, the runner checks on every step that a refused command left the
-//! tables unchanged, and at the end that replaying the same commands on fresh tables gives
-//! byte-identical snapshot data (determinism).
+//! tables unchanged; that a report command with stale reports changed the tables exactly as its
+//! current reports alone do (nothing, when every report is stale); and at the end that replaying
+//! the same commands on fresh tables gives byte-identical snapshot data (determinism).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -1119,6 +1151,14 @@ fn every_command_kind_is_covered() {
         "delete_location",
         "put_credential",
         "delete_credential",
+        "submit_job",
+        "assign_tasks",
+        "report_tasks",
+        "control_job",
+        "release_tasks",
+        "jobs",
+        "tasks",
+        "events",
     ] {
         assert!(seen.contains(c), "no golden script uses {c}");
     }
