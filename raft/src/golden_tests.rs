@@ -105,7 +105,7 @@ fn parse_state(s: &str) -> i32 {
 
 /// One script line: a command to apply, or a dump.
 enum Step {
-    Apply(pb::Command),
+    Apply(Box<pb::Command>),
     Dump,
     Jobs(Option<String>),
     Tasks(Option<String>),
@@ -120,7 +120,7 @@ fn parse_step(line: &str) -> Step {
         return step;
     }
     match parse_command(name, args) {
-        Some(cmd) => Step::Apply(cmd),
+        Some(cmd) => Step::Apply(Box::new(cmd)),
         None => Step::Dump,
     }
 }
@@ -309,7 +309,7 @@ fn size(v: &str) -> u64 {
 
 /// The inverse of [`size`] for dumps: whole MiB print as `NM`.
 fn fmt_size(n: u64) -> String {
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n.is_multiple_of(MIB) {
         format!("{}M", n / MIB)
     } else {
         n.to_string()
@@ -577,10 +577,10 @@ fn parse_job_step(name: &str, toks: &[String]) -> Option<Step> {
         _ => return None,
     };
     let at = Args::parse(toks.split(|t| t == ";").next().unwrap_or_default()).n("at");
-    Some(Step::Apply(pb::Command {
+    Some(Step::Apply(Box::new(pb::Command {
         at_ms: at,
         kind: Some(kind),
-    }))
+    })))
 }
 
 fn is_job_command(cmd: &pb::Command) -> bool {
@@ -1057,7 +1057,7 @@ fn run_file(path: &Path) {
                 let before = tables.clone();
                 let resp = apply_command(&mut tables, &cmd);
                 let text = response_text(&before, &tables, &cmd, &resp, &b.command);
-                commands.push(cmd);
+                commands.push(*cmd);
                 text
             }
         };
