@@ -524,6 +524,21 @@ mod store {
             .collect()
     }
 
+    /// Opens the store in `dir`, waiting up to 5 s for a just-dropped instance to let go of it.
+    fn reopen(dir: &std::path::Path) -> (crate::LogStore, crate::StateMachineStore) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match crate::open(dir) {
+                Ok(s) => return s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("reopen: {e}; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopen {}: {e}", dir.display()),
+            }
+        }
+    }
+
     fn tables(sm: &crate::StateMachineStore) -> Tables {
         sm.reader().snapshot().tables
     }
@@ -552,7 +567,8 @@ mod store {
         assert_eq!(tables(&sm), h.t);
         assert!(h.tasks("j-cancel").is_empty());
         drop((log, sm));
-        let (_log, sm) = crate::open(dir.path()).unwrap();
+        // sled's flusher thread may hold the directory lock a moment after the drop.
+        let (_log, sm) = reopen(dir.path());
         assert_eq!(tables(&sm), h.t, "deleted task rows stay deleted");
         assert!(sm.reader().job_tasks("j-cancel").is_empty());
         assert_eq!(sm.reader().job("j-cancel").unwrap().state, JobState::Cancelled as i32);
