@@ -77,6 +77,9 @@ pub enum Command {
     /// Copy jobs: list, show, watch, pause, resume, cancel, logs, report
     #[command(subcommand)]
     Job(JobCommand),
+    /// What runs inside the nodes: background workers (leader duties and per-node duties)
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Print a shell completion script to stdout (bash, zsh or fish)
     Completion {
         /// The shell to complete for
@@ -418,7 +421,8 @@ pub struct LocationAddArgs {
     /// Address buckets in the path (http://host/bucket) instead of the host name
     #[arg(long, requires = "s3")]
     pub path_style: bool,
-    /// Credential to access the bucket with (see `meshctl credential add`); default: `default`
+    /// Credential to access the bucket with (see `meshctl credential add`); default: each node's
+    /// default AWS credential chain (environment, profile, web identity, ECS, instance role)
     #[arg(long, value_name = "C", requires = "s3")]
     pub credential: Option<String>,
     /// Default storage class of objects written here (e.g. STANDARD_IA)
@@ -561,6 +565,17 @@ pub enum ClusterCommand {
         /// Node id of the new leader (default: any up-to-date voter)
         #[arg(long, value_name = "ID")]
         to: Option<u64>,
+    },
+}
+
+/// `meshctl operator ...`
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Background workers: name, scope, state, period, runs, failures, last run and last error
+    Workers {
+        /// The contacted node's own workers (default: the leader's, where the leader duties run)
+        #[arg(long)]
+        local: bool,
     },
 }
 

@@ -728,3 +728,46 @@ fn job_control_and_logs() {
     ];
     both("job_logs", |f| output::job_logs("j-00aa11bb22cc", &events, f));
 }
+
+#[test]
+fn operator_workers() {
+    let w = |name: &str, scope: &str, state: &str, runs: u64, failures: u64, error: &str| WorkerStatus {
+        name: name.into(),
+        scope: scope.into(),
+        state: state.into(),
+        period_ms: 500,
+        runs,
+        failures,
+        started_at_ms: 1_709_210_000_000,
+        last_run_at_ms: if runs == 0 { 0 } else { 1_709_210_096_000 },
+        last_duration_ms: 3,
+        last_error: error.into(),
+        last_error_at_ms: if failures == 0 { 0 } else { 1_709_210_095_500 },
+    };
+    let leader = ListWorkersResponse {
+        node_id: 7,
+        is_leader: true,
+        workers: vec![
+            w("autopilot", "leader", "idle", 190, 0, ""),
+            w("heartbeat", "node", "idle", 200, 0, ""),
+            w(
+                "job-scheduler",
+                "leader",
+                "busy",
+                191,
+                2,
+                "the cluster has no leader right now",
+            ),
+        ],
+    };
+    both("operator_workers", |f| output::workers(&leader, f));
+    let follower = ListWorkersResponse {
+        node_id: 8,
+        is_leader: false,
+        workers: vec![
+            w("autopilot", "leader", "stopped", 0, 0, ""),
+            w("heartbeat", "node", "idle", 12, 0, ""),
+        ],
+    };
+    both("operator_workers_follower", |f| output::workers(&follower, f));
+}

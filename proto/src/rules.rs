@@ -106,7 +106,7 @@ pub fn check_endpoint_url(endpoint: &str) -> Result<(), String> {
         Err(e) => return bad(&e.to_string()),
     };
     if !matches!(u.scheme(), "http" | "https") {
-        return bad("the scheme must be http or https");
+        return bad("it must start with http:// or https://");
     }
     if u.host_str().is_none_or(str::is_empty) {
         return bad("it has no host");
@@ -644,10 +644,10 @@ mod tests {
         }
         for (bad, why) in [
             ("http://[::1", "invalid IPv6"),
-            ("ftp://host", "http or https"),
+            ("ftp://host", "http:// or https://"),
             ("https://user:pw@host", "user name or password"),
             ("https://host/?x=1", "query"),
-            ("host:9000", "http or https"),
+            ("host:9000", "http:// or https://"),
         ] {
             let e = check_endpoint_url(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");

@@ -327,6 +327,22 @@ fn locations_and_credentials_on_a_three_node_mesh() {
     let v = ctl(&c, 0, "json", &["credential", "list"], &[]).json().unwrap();
     assert_eq!(v["credentials"].as_array().unwrap().len(), 4, "{v}");
 
+    // ---- no --credential: the nodes' default AWS credential chain, as every AWS tool does.
+    let o = ctl(
+        &c,
+        2,
+        "table",
+        &["location", "add", "chain", "--s3", "some-bucket"],
+        &[],
+    );
+    assert_eq!(o.code, Some(0), "{}", o.describe());
+    assert!(o.stdout.contains("default chain"), "{}", o.stdout);
+    let o = ctl(&c, 0, "table", &["location", "show", "chain"], &[]);
+    assert_eq!(o.code, Some(0), "{}", o.describe());
+    assert!(o.stdout.contains("default AWS credential chain"), "{}", o.stdout);
+    let o = ctl(&c, 0, "table", &["location", "remove", "chain"], &[]);
+    assert_eq!(o.code, Some(0), "{}", o.describe());
+
     // ---- location test on fs locations: every step printed; exit 1 when one fails.
     let ok = ctl(&c, 1, "table", &["location", "test", "local"], &[]);
     assert_eq!(ok.code, Some(0), "{}", ok.describe());

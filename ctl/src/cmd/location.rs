@@ -12,9 +12,6 @@ use crate::cli::{GlobalArgs, LocationAddArgs};
 use crate::errors::CliError;
 use crate::output;
 
-/// Credential a location uses when `--credential` is not given.
-pub const DEFAULT_CREDENTIAL: &str = "default";
-
 /// Builds the Location of `location add` and checks it as the cluster will (usage error on bad
 /// input: exit 2). Whether its credential exists is for the cluster to say.
 pub fn location_from_args(a: &LocationAddArgs) -> Result<Location, CliError> {
@@ -32,7 +29,8 @@ pub fn location_from_args(a: &LocationAddArgs) -> Result<Location, CliError> {
             l.region = a.region.clone().unwrap_or_default();
             l.endpoint = a.endpoint.clone().unwrap_or_default();
             l.path_style = a.path_style;
-            l.credential = a.credential.clone().unwrap_or_else(|| DEFAULT_CREDENTIAL.to_string());
+            // No --credential: the nodes' default AWS credential chain (env, profile, instance role).
+            l.credential = a.credential.clone().unwrap_or_default();
             l.storage_class = a.storage_class.clone().unwrap_or_default();
             l.sse = match a.sse.as_deref().map(str::to_ascii_lowercase).as_deref() {
                 None => String::new(),
@@ -64,7 +62,7 @@ pub fn location_from_args(a: &LocationAddArgs) -> Result<Location, CliError> {
         }
         _ => return Err(CliError::usage("give exactly one of --s3 BUCKET[/PREFIX] or --fs PATH")),
     }
-    rules::normalize_location(&l).map_err(|e| {
+    rules::admit_location(&l).map_err(|e| {
         let hint = if l.kind == LocationKind::Fs as i32 {
             "an fs location is a directory with the same absolute path on every node"
         } else {

@@ -5,7 +5,7 @@
 //! write the rendered response to `out`. Every failure comes back as a [`CliError`].
 //!
 //! - [`session`]: the connection and helpers every RPC command shares.
-//! - [`cluster`], [`node`], [`setting`], [`location`], [`credential`], [`tls`]: one function per
+//! - [`cluster`], [`node`], [`setting`], [`location`], [`credential`], [`operator`], [`tls`]: one function per
 //!   subcommand, returning the rendered text.
 //! - [`job`]: `cp`, `mv`, `sync` and `job ...`; [`job::watch`] is the `--wait` / `job watch` loop.
 //! - [`docs`]: `completion` and `man`, generated from the command line definition.
@@ -16,6 +16,7 @@ pub mod docs;
 pub mod job;
 pub mod location;
 pub mod node;
+pub mod operator;
 pub mod session;
 pub mod setting;
 pub mod tls;
@@ -26,8 +27,8 @@ use mesh_pki::NodeCertRequest;
 use mesh_proto::v1::{JobAction, JobOp};
 
 use crate::cli::{
-    Cli, ClusterCommand, Command, CredentialCommand, JobCommand, LocationCommand, NodeCommand, SettingCommand,
-    TlsCaCommand, TlsCertCommand, TlsCommand,
+    Cli, ClusterCommand, Command, CredentialCommand, JobCommand, LocationCommand, NodeCommand, OperatorCommand,
+    SettingCommand, TlsCaCommand, TlsCertCommand, TlsCommand,
 };
 use crate::errors::CliError;
 use session::write_out;
@@ -85,6 +86,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Job(JobCommand::Cancel { id }) => job::job_control(g, id, JobAction::Cancel).await?,
         Command::Job(JobCommand::Logs { id }) => job::job_logs(g, id).await?,
         Command::Job(JobCommand::Report { id, max_bytes }) => return job::job_report(g, id, max_bytes, out).await,
+        Command::Operator(OperatorCommand::Workers { local }) => operator::workers(g, local).await?,
         Command::Completion { shell } => return docs::completion(shell, out),
         Command::Man { dir } => docs::man(&dir)?,
     };

@@ -91,7 +91,11 @@ pub fn location_added(r: &AddLocationResponse, format: Format) -> String {
             "added location {} ({}, credential {})\n",
             l.name,
             location_target(l),
-            l.credential
+            if l.credential.is_empty() {
+                "- (the nodes' default chain)"
+            } else {
+                &l.credential
+            }
         ),
         _ => format!("added location {} ({})\n", l.name, location_target(l)),
     }
@@ -158,6 +162,9 @@ pub fn location_show(r: &GetLocationResponse, format: Format) -> String {
         LocationKind::Fs => pairs.push(("path", l.fs_path.clone())),
         _ => {
             let credential = match &r.credential {
+                Some(_) if l.credential.is_empty() => {
+                    "- (each node's default AWS credential chain: environment, profile, instance role)".to_string()
+                }
                 Some(c) => format!("{} ({})", l.credential, credential_summary(c)),
                 None => format!("{} (missing)", dash(&l.credential)),
             };

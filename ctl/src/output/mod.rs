@@ -6,7 +6,7 @@
 //!
 //! - [`format`](mod@format): the `-o` [`Format`] and the shared helpers (tables, JSON, sizes,
 //!   durations, times).
-//! - [`cluster`], [`node`], [`setting`], [`location`], [`credential`], [`job`], [`tls`]: the
+//! - [`cluster`], [`node`], [`setting`], [`location`], [`credential`], [`job`], [`operator`], [`tls`]: the
 //!   renderers of each resource's commands, re-exported here.
 
 pub mod cluster;
@@ -15,6 +15,7 @@ pub mod format;
 pub mod job;
 pub mod location;
 pub mod node;
+pub mod operator;
 pub mod setting;
 pub mod tls;
 
@@ -27,5 +28,6 @@ pub use job::{
 };
 pub use location::{location_added, location_list, location_removed, location_show, location_target, location_test};
 pub use node::{node_list, node_removed};
+pub use operator::workers;
 pub use setting::{setting_get, setting_list, setting_set};
 pub use tls::{ca_created, cert_created};
