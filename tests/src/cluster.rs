@@ -19,7 +19,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -409,13 +409,8 @@ impl TestCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
-        unsafe {
-            cmd.pre_exec(|| {
-                // Die with the test process even if Drop never runs.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        // Die with the test process even if Drop never runs.
+        crate::sys::die_with_parent(&mut cmd);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn meshd for node {i}: {e}"));
         n.child = Some(child);
         n.stopped = false;
@@ -440,13 +435,9 @@ impl TestCluster {
 
     fn signal(&self, i: usize, sig: i32) {
         let pid = self.pid(i);
-        let r = unsafe { libc::kill(pid, sig) };
-        assert_eq!(
-            r,
-            0,
-            "kill({pid}, {sig}) for node {i}: {}",
-            std::io::Error::last_os_error()
-        );
+        if let Err(e) = crate::sys::kill(pid, sig) {
+            panic!("kill({pid}, {sig}) for node {i}: {e}");
+        }
     }
 
     /// Refreshes the exit status of node `i`; returns it when the process has exited.
@@ -927,9 +918,7 @@ impl Drop for TestCluster {
         for n in &mut self.nodes {
             if let Some(c) = n.child.as_mut() {
                 if n.exit.is_none() {
-                    unsafe {
-                        libc::kill(c.id() as i32, libc::SIGKILL);
-                    }
+                    let _ = crate::sys::kill(c.id() as i32, libc::SIGKILL);
                     let _ = c.wait();
                 }
             }

