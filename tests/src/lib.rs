@@ -18,7 +18,7 @@
 //! - [`grpc`]: a direct tonic client of `mesh.v1.ClusterService` (TLS + bearer token), used by the
 //!   benchmarks and by the plaintext-refusal test.
 //! - [`sys`]: the only `unsafe` code: signals, death signals, a file lock, rusage.
-//! - [`bench`]: what the benchmark binaries `engine-bench` and `job-bench` share (seeding,
+//! - [`bench`](mod@bench): what the benchmark binaries `engine-bench` and `job-bench` share (seeding,
 //!   measuring, reporting).
 //!
 //! Build the binaries before running: `cargo build --workspace --bins`, then

@@ -3,7 +3,7 @@
 //! In the data flow: [`copy`] sends one CopyObject up to `copy_object_max` (with the listing
 //! entry known and metadata kept by the store, that is the only request), else
 //! CreateMultipartUpload + UploadPartCopy per part through the multipart driver, then
-//! [`verify`] checks the result — equal MD5 ETags, the multipart ETag against its parts, the
+//! [`verify()`](fn@verify) checks the result — equal MD5 ETags, the multipart ETag against its parts, the
 //! destination's size, or checksums (read back through the node when a store reports none).
 
 use super::multipart::{part_ranges, run_multipart, PartDone};
