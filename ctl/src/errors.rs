@@ -331,7 +331,7 @@ pub fn from_status_with_ca(status: &Status, addr: &str, cacert: Option<&Path>) -
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let message = status.message().trim();
-    if reason.as_deref() == Some("NO_LEADER") {
+    if reason.as_deref().and_then(mesh_proto::Reason::parse) == Some(mesh_proto::Reason::NoLeader) {
         return CliError::failed(
             "the cluster has no leader yet (election in progress or quorum lost); retry in a few seconds",
         )

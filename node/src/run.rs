@@ -1,10 +1,11 @@
 //! Start-up and shutdown of a node: checks the input, opens the store, starts Raft, the gRPC and
-//! metrics servers, the controller and the bootstrap, then waits for SIGTERM/SIGINT (or a fatal
-//! error) and drains.
+//! metrics servers, the background workers (see `background`), the job worker and the
+//! bootstrap, then waits for SIGTERM/SIGINT (or a fatal error) and drains.
 //!
 //! Shutdown follows one cancellation token through every task (mini-redis style): on a signal
-//! the node hands leadership away if it leads, the gRPC server stops accepting and finishes
-//! in-flight calls, Raft shuts down, and the store is flushed.
+//! the job worker stops first (its tasks report their checkpoints and are handed back), the node
+//! hands leadership away if it leads, the gRPC server stops accepting and finishes in-flight
+//! calls, the background workers stop, Raft shuts down, and the store is flushed.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;

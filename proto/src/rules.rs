@@ -566,6 +566,11 @@ pub fn normalize_spec(spec: &pb::JobSpec) -> pb::JobSpec {
 }
 
 /// Parses `<n>ms`, `<n>s`, `<n>m` or `<n>h` (n a non-negative integer).
+///
+/// This grammar and [`parse_size`]'s are part of the replicated contract: the state machine
+/// validates `SetSetting` values with them on every node, so widening them (as `humantime` or
+/// `bytesize` would: `1h 30m`, `1.5GiB`) would make old and new nodes disagree on what a log
+/// entry means. They stay hand-written and frozen; display formatting uses the crates.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let form = "expected a duration like 500ms, 10s, 5m or 1h";
     let (num, mult_ms): (&str, u64) = if let Some(n) = s.strip_suffix("ms") {

@@ -9,7 +9,8 @@
 //!
 //! Rules:
 //! - names: `[A-Za-z0-9._-]{1,64}`;
-//! - a location of kind s3 names an existing credential, a valid bucket (the S3 naming rules), an
+//! - a location of kind s3 names an existing credential or none (the nodes' default chain, from
+//!   0.2.0), a valid bucket (the S3 naming rules), an
 //!   optional prefix (normalised: no leading '/', a trailing '/' when non-empty), an optional
 //!   http(s) endpoint, SSE "", "AES256" or "aws:kms" (a KMS key id only with aws:kms);
 //! - a location of kind fs has an absolute path and none of the s3 fields;

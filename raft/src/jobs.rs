@@ -3,7 +3,7 @@
 //!
 //! A job's life in the state (see docs/jobs.md for the whole flow):
 //! - **SubmitJob** creates the job (QUEUED) and one pending LIST task over the whole source range.
-//! - **AssignTasks** (leader's controller) gives a pending task to a node and bumps its `epoch`,
+//! - **AssignTasks** (the leader's `job-scheduler` worker) gives a pending task to a node and bumps its `epoch`,
 //!   the fencing token: from then on only reports carrying (that node, that epoch) count.
 //!   The first assignment moves the job to PLANNING.
 //! - **ReportTasks** (a node's task heartbeat) carries cumulative counters, checkpoints, part
@@ -20,7 +20,7 @@
 //!   the job is deleted, the job row keeps the summary.
 //! - **ControlJob**: pause releases the job's assigned tasks (they keep their checkpoints) and
 //!   stops assignment; resume allows it again; cancel closes every open task and finalizes.
-//! - **ReleaseTasks** (controller, for a node judged down): the node's assigned tasks become
+//! - **ReleaseTasks** (the `job-scheduler` worker, for a node judged down): the node's assigned tasks become
 //!   pending again, keeping their checkpoints.
 //!
 //! Job counters are the sum of their tasks' cumulative counters (kept incrementally), plus the

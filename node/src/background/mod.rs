@@ -4,7 +4,7 @@
 //!
 //! Two scopes:
 //! - [`Scope::Node`]: runs on every node from start to shutdown (heartbeats, the data key, the
-//!   cluster id file, metrics);
+//!   cluster id file, the Raft gauges);
 //! - [`Scope::Leader`]: runs only while this node leads. The supervisor starts these workers when
 //!   the node gains leadership and cancels them when it loses it, so a deposed leader stops
 //!   proposing within one observation of its metrics (and every proposal it still makes is

@@ -1,6 +1,6 @@
 //! Who may call what: the single place where callers are authenticated.
 //!
-//! Client services (ClusterService and, later, jobs, locations…) require `authorization: Bearer
+//! Client services (ClusterService, LocationService, CredentialService, JobService) require `authorization: Bearer
 //! <token>`; the token's SHA-256 is compared with the hashes in the replicated state (today the
 //! root token; users, access keys and roles plug in here). Node-to-node services require a client
 //! certificate, which the TLS handshake has already checked against the cluster CA.

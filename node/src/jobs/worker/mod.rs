@@ -17,6 +17,7 @@
 mod parts;
 pub mod report;
 mod run;
+mod task;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,8 @@ use std::time::Duration;
 use mesh_proto::v1::{self as pb, TaskOutcome, TaskState};
 use mesh_raft::settings;
 use tokio_util::sync::CancellationToken;
+
+use task::{Progress, Shared};
 
 use crate::node::Node;
 use mesh_engine::S3Clients;
@@ -36,61 +39,6 @@ const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// (job id, task id, epoch): one assignment.
 type Assignment = (String, u64, u64);
-
-/// What a running task shares with the reporter.
-#[derive(Default)]
-pub struct Progress {
-    pub counters: pb::TaskCounters,
-    pub checkpoint: Option<String>,
-    /// LIST: planned tasks not yet acknowledged, in key order.
-    pub new_tasks: Vec<pb::NewTask>,
-    /// The checkpoint that goes with the last of `new_tasks` (LIST).
-    pub planned_to: Option<Option<String>>,
-    pub failures: Vec<pb::ObjectFailure>,
-    pub events: Vec<String>,
-    pub parts: Vec<pb::PartEtag>,
-    /// Warnings not yet reported.
-    pub warnings: u32,
-    /// Set when the task has ended.
-    pub end: Option<End>,
-}
-
-/// How a task ended.
-#[derive(Clone, Debug, Default)]
-pub struct End {
-    pub outcome: i32,
-    pub error: String,
-    pub upload_id: String,
-    pub final_counters: Option<pb::JobCounters>,
-    pub report_key: String,
-    pub recopied: u64,
-}
-
-impl End {
-    pub fn done() -> End {
-        End {
-            outcome: TaskOutcome::Done as i32,
-            ..Default::default()
-        }
-    }
-    pub fn retry(error: impl Into<String>) -> End {
-        End {
-            outcome: TaskOutcome::Retry as i32,
-            error: error.into(),
-            ..Default::default()
-        }
-    }
-    pub fn failed(error: impl Into<String>) -> End {
-        End {
-            outcome: TaskOutcome::Failed as i32,
-            error: error.into(),
-            ..Default::default()
-        }
-    }
-}
-
-/// Shared handle of one running task.
-pub type Shared = Arc<Mutex<Progress>>;
 
 struct Running {
     cancel: CancellationToken,
@@ -109,7 +57,7 @@ struct Running {
 /// Runs until shutdown.
 pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     let clients = S3Clients::new();
-    let ctx = Arc::new(run::Ctx::new(node.clone(), clients));
+    let ctx = Arc::new(task::Ctx::new(node.clone(), clients));
     let mut running: HashMap<Assignment, Running> = HashMap::new();
     let mut watch = tokio::time::interval(WATCH_EVERY);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -180,7 +128,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
 /// Starts the tasks newly assigned to this node; cancels those no longer assigned to it.
 fn start_and_stop(
     node: &Arc<Node>,
-    ctx: &Arc<run::Ctx>,
+    ctx: &Arc<task::Ctx>,
     running: &mut HashMap<Assignment, Running>,
     stop: &CancellationToken,
 ) {
@@ -246,7 +194,7 @@ fn start_and_stop(
 /// One task heartbeat: writes pending report lines, then proposes the node's ReportTasks.
 async fn send_reports(
     node: &Arc<Node>,
-    ctx: &Arc<run::Ctx>,
+    ctx: &Arc<task::Ctx>,
     running: &mut HashMap<Assignment, Running>,
 ) -> Result<(), String> {
     if running.values().all(|r| r.settled) {

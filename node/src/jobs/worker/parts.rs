@@ -18,8 +18,7 @@ use mesh_proto::v1::{self as pb, JobOp, TaskKind};
 use tokio_util::sync::CancellationToken;
 
 use super::report::LineBuf;
-use super::run::{copy_options, Ctx};
-use super::{End, Shared};
+use super::task::{copy_options, Ctx, End, Shared};
 use mesh_engine::ops::{Action, KeyMap, Outcome};
 use mesh_engine::store::{CompletedPart, ObjectStore, StoreError};
 use mesh_engine::transfer::{self, CopyMode, CopyOptions, RequestCounts};

@@ -22,8 +22,7 @@ use mesh_raft::settings;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::run::{Ctx, RESERVED_PREFIX};
-use super::End;
+use super::task::{Ctx, End, Shared, RESERVED_PREFIX};
 use mesh_engine::ops::KeyMap;
 use mesh_engine::ops::{Action, Outcome};
 use mesh_engine::store::{KeyRange, ObjectStore, WriteOptions};
@@ -230,7 +229,7 @@ pub fn totals(lines: &[Line]) -> pb::JobCounters {
 pub async fn finalize(
     ctx: &Arc<Ctx>,
     job: &pb::Job,
-    progress: &super::Shared,
+    progress: &Shared,
     cancel: &CancellationToken,
 ) -> Result<End, String> {
     let spec = job.spec.clone().unwrap_or_default();

@@ -14,7 +14,6 @@
 //! shutting down) returns `End::default()` (no outcome): its progress is reported and the leader
 //! hands the task on from its checkpoint.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mesh_proto::v1::{self as pb, JobOp, TaskKind};
@@ -22,107 +21,10 @@ use mesh_raft::settings;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{self, LineBuf};
-use super::{End, Shared};
-use crate::node::Node;
-use mesh_engine::filter::Filter;
+use super::task::{copy_options, job_filter, Ctx, End, Shared};
 use mesh_engine::ops::{run_range, Action, KeyMap, Outcome, RangeOp, RangeOptions, RangeTask};
-use mesh_engine::store::{KeyRange, ObjectStore, Sse};
-use mesh_engine::throttle::ByteRateLimiter;
-use mesh_engine::transfer::{self, CopyOptions};
-use mesh_engine::verify::Verify;
-use mesh_engine::{open_store, S3Clients};
-
-/// Key prefix (relative to a job's paths) that jobs never copy or delete: where reports go when
-/// the destination holds them.
-pub const RESERVED_PREFIX: &str = ".bucketmesh/";
-
-/// What every task runner of this node shares.
-pub struct Ctx {
-    pub node: Arc<Node>,
-    pub clients: S3Clients,
-    /// Per-job bandwidth buckets on this node.
-    buckets: Mutex<HashMap<String, Arc<ByteRateLimiter>>>,
-}
-
-impl Ctx {
-    pub fn new(node: Arc<Node>, clients: S3Clients) -> Ctx {
-        Ctx {
-            node,
-            clients,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Opens location `name` (credentials decrypted with the cluster data key).
-    pub async fn store(&self, name: &str) -> Result<Arc<dyn ObjectStore>, String> {
-        let key = crate::secrets::require_key(&self.node).map_err(|e| e.to_string())?;
-        let spec = crate::secrets::resolve_location(&self.node.state, name, &key).map_err(|e| e.to_string())?;
-        open_store(&spec, &self.clients).await.map_err(|e| e.to_string())
-    }
-
-    /// The job's bandwidth bucket on this node: its limit divided among the nodes running it.
-    fn bucket(&self, job: &pb::Job) -> Option<Arc<ByteRateLimiter>> {
-        let limit = job.spec.as_ref()?.bwlimit_bytes_per_sec;
-        if limit == 0 {
-            return None;
-        }
-        let nodes: std::collections::BTreeSet<u64> = self
-            .node
-            .state
-            .job_tasks(&job.id)
-            .iter()
-            .filter(|t| t.state == pb::TaskState::Assigned as i32)
-            .map(|t| t.node_id)
-            .collect();
-        let share = (limit / nodes.len().max(1) as u64).max(1);
-        let mut b = self.buckets.lock().unwrap();
-        let bucket = b
-            .entry(job.id.clone())
-            .or_insert_with(|| ByteRateLimiter::new(share, share.min(8 << 20)));
-        bucket.set_rate(share);
-        Some(bucket.clone())
-    }
-}
-
-/// The engine's filter for a job: its include/exclude rules after the reserved prefix.
-pub fn job_filter(spec: &pb::JobSpec) -> Result<Filter, String> {
-    let mut f = Filter::new()
-        .exclude(&format!("{RESERVED_PREFIX}**"))
-        .map_err(|e| e.to_string())?;
-    for r in &spec.rules {
-        f = if r.include {
-            f.include(&r.glob)
-        } else {
-            f.exclude(&r.glob)
-        }
-        .map_err(|e| e.to_string())?;
-    }
-    Ok(f)
-}
-
-/// Copy options of a job's tasks.
-pub fn copy_options(ctx: &Ctx, job: &pb::Job, cancel: &CancellationToken) -> CopyOptions {
-    let spec = job.spec.clone().unwrap_or_default();
-    let mut o = CopyOptions {
-        cancel: cancel.clone(),
-        bandwidth: ctx.bucket(job),
-        ..Default::default()
-    };
-    if let Ok(v) = spec.verify.parse::<Verify>() {
-        o.verify = v;
-    }
-    if !spec.storage_class.is_empty() {
-        o.storage_class = Some(spec.storage_class.clone());
-    }
-    o.sse = match spec.sse.as_str() {
-        "AES256" => Some(Sse::Aes256),
-        "aws:kms" => Some(Sse::Kms {
-            key_id: Some(spec.kms_key_id.clone()).filter(|k| !k.is_empty()),
-        }),
-        _ => None,
-    };
-    o
-}
+use mesh_engine::store::KeyRange;
+use mesh_engine::transfer;
 
 fn op_of(spec: &pb::JobSpec) -> RangeOp {
     match JobOp::try_from(spec.op) {

@@ -1,0 +1,165 @@
+//! What every task runner of the worker shares: the node context ([`Ctx`]: the node, its S3
+//! clients, per-job bandwidth limits), a running task's [`Progress`] and how it ended ([`End`]),
+//! and the per-job engine settings ([`job_filter`], [`copy_options`]). The runners (`run`,
+//! `parts`, `report`) depend on this module and never on each other's internals.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mesh_engine::filter::Filter;
+use mesh_engine::store::{ObjectStore, Sse};
+use mesh_engine::throttle::ByteRateLimiter;
+use mesh_engine::transfer::CopyOptions;
+use mesh_engine::verify::Verify;
+use mesh_engine::{open_store, S3Clients};
+use mesh_proto::v1::{self as pb, TaskOutcome};
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Node;
+
+/// Key prefix (relative to a job's paths) that jobs never copy or delete: where reports go when
+/// the destination holds them.
+pub const RESERVED_PREFIX: &str = ".bucketmesh/";
+
+/// What every task runner of this node shares.
+pub struct Ctx {
+    pub node: Arc<Node>,
+    pub clients: S3Clients,
+    /// Per-job bandwidth buckets on this node.
+    buckets: Mutex<HashMap<String, Arc<ByteRateLimiter>>>,
+}
+
+impl Ctx {
+    pub fn new(node: Arc<Node>, clients: S3Clients) -> Ctx {
+        Ctx {
+            node,
+            clients,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Opens location `name` (credentials decrypted with the cluster data key).
+    pub async fn store(&self, name: &str) -> Result<Arc<dyn ObjectStore>, String> {
+        let key = crate::secrets::require_key(&self.node).map_err(|e| e.to_string())?;
+        let spec = crate::secrets::resolve_location(&self.node.state, name, &key).map_err(|e| e.to_string())?;
+        open_store(&spec, &self.clients).await.map_err(|e| e.to_string())
+    }
+
+    /// The job's bandwidth bucket on this node: its limit divided among the nodes running it.
+    fn bucket(&self, job: &pb::Job) -> Option<Arc<ByteRateLimiter>> {
+        let limit = job.spec.as_ref()?.bwlimit_bytes_per_sec;
+        if limit == 0 {
+            return None;
+        }
+        let nodes: std::collections::BTreeSet<u64> = self
+            .node
+            .state
+            .job_tasks(&job.id)
+            .iter()
+            .filter(|t| t.state == pb::TaskState::Assigned as i32)
+            .map(|t| t.node_id)
+            .collect();
+        let share = (limit / nodes.len().max(1) as u64).max(1);
+        let mut b = self.buckets.lock().unwrap();
+        let bucket = b
+            .entry(job.id.clone())
+            .or_insert_with(|| ByteRateLimiter::new(share, share.min(8 << 20)));
+        bucket.set_rate(share);
+        Some(bucket.clone())
+    }
+}
+
+/// The engine's filter for a job: its include/exclude rules after the reserved prefix.
+pub fn job_filter(spec: &pb::JobSpec) -> Result<Filter, String> {
+    let mut f = Filter::new()
+        .exclude(&format!("{RESERVED_PREFIX}**"))
+        .map_err(|e| e.to_string())?;
+    for r in &spec.rules {
+        f = if r.include {
+            f.include(&r.glob)
+        } else {
+            f.exclude(&r.glob)
+        }
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(f)
+}
+
+/// Copy options of a job's tasks.
+pub fn copy_options(ctx: &Ctx, job: &pb::Job, cancel: &CancellationToken) -> CopyOptions {
+    let spec = job.spec.clone().unwrap_or_default();
+    let mut o = CopyOptions {
+        cancel: cancel.clone(),
+        bandwidth: ctx.bucket(job),
+        ..Default::default()
+    };
+    if let Ok(v) = spec.verify.parse::<Verify>() {
+        o.verify = v;
+    }
+    if !spec.storage_class.is_empty() {
+        o.storage_class = Some(spec.storage_class.clone());
+    }
+    o.sse = match spec.sse.as_str() {
+        "AES256" => Some(Sse::Aes256),
+        "aws:kms" => Some(Sse::Kms {
+            key_id: Some(spec.kms_key_id.clone()).filter(|k| !k.is_empty()),
+        }),
+        _ => None,
+    };
+    o
+}
+
+/// What a running task shares with the reporter.
+#[derive(Default)]
+pub struct Progress {
+    pub counters: pb::TaskCounters,
+    pub checkpoint: Option<String>,
+    /// LIST: planned tasks not yet acknowledged, in key order.
+    pub new_tasks: Vec<pb::NewTask>,
+    /// The checkpoint that goes with the last of `new_tasks` (LIST).
+    pub planned_to: Option<Option<String>>,
+    pub failures: Vec<pb::ObjectFailure>,
+    pub events: Vec<String>,
+    pub parts: Vec<pb::PartEtag>,
+    /// Warnings not yet reported.
+    pub warnings: u32,
+    /// Set when the task has ended.
+    pub end: Option<End>,
+}
+
+/// How a task ended.
+#[derive(Clone, Debug, Default)]
+pub struct End {
+    pub outcome: i32,
+    pub error: String,
+    pub upload_id: String,
+    pub final_counters: Option<pb::JobCounters>,
+    pub report_key: String,
+    pub recopied: u64,
+}
+
+impl End {
+    pub fn done() -> End {
+        End {
+            outcome: TaskOutcome::Done as i32,
+            ..Default::default()
+        }
+    }
+    pub fn retry(error: impl Into<String>) -> End {
+        End {
+            outcome: TaskOutcome::Retry as i32,
+            error: error.into(),
+            ..Default::default()
+        }
+    }
+    pub fn failed(error: impl Into<String>) -> End {
+        End {
+            outcome: TaskOutcome::Failed as i32,
+            error: error.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Shared handle of one running task.
+pub type Shared = Arc<Mutex<Progress>>;
