@@ -38,17 +38,10 @@ fn check(name: &str, actual: &str) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn node(
-    id: u64,
-    addr: &str,
-    zone: &str,
-    role: &str,
-    state: &str,
-    contact: i64,
-    applied: u64,
-    version: &str,
-) -> NodeStatus {
+/// A node row: (id, address, zone, role, state) and (last contact, applied index, version).
+fn node(who: (u64, &str, &str, &str, &str), health: (i64, u64, &str)) -> NodeStatus {
+    let (id, addr, zone, role, state) = who;
+    let (contact, applied, version) = health;
     NodeStatus {
         id,
         addr: addr.into(),
@@ -65,37 +58,19 @@ fn node(
 fn nodes() -> Vec<NodeStatus> {
     vec![
         node(
-            4_503_599_627_370_001,
-            "10.0.1.10:7400",
-            "eu-west-1a",
-            "voter",
-            "active",
-            0,
-            1042,
-            "0.1.0",
+            (4_503_599_627_370_001, "10.0.1.10:7400", "eu-west-1a", "voter", "active"),
+            (0, 1042, "0.1.0"),
         ),
         node(
-            2_251_799_813_685_247,
-            "10.0.2.11:7400",
-            "eu-west-1b",
-            "voter",
-            "active",
-            120,
-            1041,
-            "0.1.0",
+            (2_251_799_813_685_247, "10.0.2.11:7400", "eu-west-1b", "voter", "active"),
+            (120, 1041, "0.1.0"),
         ),
-        node(17, "10.0.3.12:7400", "", "learner", "joining", 3_210, 900, "0.1.0"),
+        node((17, "10.0.3.12:7400", "", "learner", "joining"), (3_210, 900, "0.1.0")),
         node(
-            981_237,
-            "10.0.1.13:7400",
-            "eu-west-1a",
-            "VOTER",
-            "DOWN",
-            -1,
-            800,
-            "0.0.9",
+            (981_237, "10.0.1.13:7400", "eu-west-1a", "VOTER", "DOWN"),
+            (-1, 800, "0.0.9"),
         ),
-        node(5, "10.0.2.14:7400", "eu-west-1b", "none", "left", 245_000, 640, ""),
+        node((5, "10.0.2.14:7400", "eu-west-1b", "none", "left"), (245_000, 640, "")),
     ]
 }
 
