@@ -302,7 +302,7 @@ pub async fn run(mut cfg: Config) -> Result<(), RunError> {
     }
 }
 
-/// Every background worker of a node, in the order `meshctl operator workers` lists them.
+/// Every background worker of a node (`meshctl operator workers` lists them by name).
 /// Adding a duty is adding it here.
 fn duties() -> Vec<Arc<dyn Worker>> {
     vec![
