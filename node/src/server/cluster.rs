@@ -13,19 +13,13 @@ use mesh_proto::v1::{self as pb, cluster_service_client::ClusterServiceClient, N
 use mesh_raft::settings;
 use tonic::{Request, Response, Status};
 
+use super::consistency;
 use crate::cluster::membership;
 use crate::error::ApiError;
 use crate::node::{now_ms, Node};
 
 pub struct ClusterRpc {
     pub node: Arc<Node>,
-}
-
-fn consistency(v: i32) -> ReadConsistency {
-    match ReadConsistency::try_from(v).unwrap_or(ReadConsistency::Linearizable) {
-        ReadConsistency::Unspecified => ReadConsistency::Linearizable,
-        c => c,
-    }
 }
 
 /// A node state's name in views: a record not yet given a state counts as joining.

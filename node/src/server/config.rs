@@ -17,6 +17,7 @@ use mesh_proto::v1::{self as pb, CredentialKind, LocationKind, ReadConsistency};
 use mesh_proto::{names, rules};
 use tonic::{Request, Response, Status};
 
+use super::consistency;
 use crate::error::ApiError;
 use crate::node::{now_ms, Node};
 use crate::secrets;
@@ -51,13 +52,6 @@ impl ConfigRpc {
 
     fn view(&self, c: &pb::Credential) -> pb::CredentialView {
         credential_view(c, self.node.state.credential_users(&c.name))
-    }
-}
-
-fn consistency(v: i32) -> ReadConsistency {
-    match ReadConsistency::try_from(v).unwrap_or(ReadConsistency::Linearizable) {
-        ReadConsistency::Unspecified => ReadConsistency::Linearizable,
-        c => c,
     }
 }
 

@@ -22,6 +22,7 @@ use mesh_proto::v1::{self as pb, JobAction, JobOp, JobState, LocationKind, ReadC
 use mesh_proto::{names, rules};
 use tonic::{Request, Response, Status};
 
+use super::consistency;
 use crate::error::ApiError;
 use crate::node::{now_ms, Node};
 use crate::secrets;
@@ -64,13 +65,6 @@ impl JobRpc {
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("job {id} not found; see `meshctl job list`"))
-}
-
-fn consistency(v: i32) -> ReadConsistency {
-    match ReadConsistency::try_from(v).unwrap_or(ReadConsistency::Linearizable) {
-        ReadConsistency::Unspecified => ReadConsistency::Linearizable,
-        c => c,
-    }
 }
 
 fn id_arg(id: &str) -> Result<(), ApiError> {

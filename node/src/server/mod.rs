@@ -18,3 +18,13 @@ pub mod config;
 pub mod jobs;
 pub mod peer;
 pub mod raft;
+
+use mesh_proto::v1::ReadConsistency;
+
+/// The consistency a read request asked for; unset (or unknown) means linearizable.
+pub fn consistency(v: i32) -> ReadConsistency {
+    match ReadConsistency::try_from(v).unwrap_or(ReadConsistency::Linearizable) {
+        ReadConsistency::Unspecified => ReadConsistency::Linearizable,
+        c => c,
+    }
+}
