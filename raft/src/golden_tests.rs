@@ -1119,13 +1119,42 @@ fn scripts() -> Vec<PathBuf> {
     files
 }
 
-#[test]
-fn golden_apply_scripts() {
-    let files = scripts();
-    assert!(files.len() >= 4, "golden scripts missing: {files:?}");
-    for f in files {
-        run_file(&f);
-    }
+/// One test per script, so a failure names its script and the others still run.
+macro_rules! golden_scripts {
+    ($($test:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                run_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/apply").join($file));
+            }
+        )*
+
+        /// Every script in the folder has its test above: a new file cannot be left unrun.
+        #[test]
+        fn every_script_has_a_test() {
+            let listed: Vec<&str> = vec![$($file),*];
+            let found: Vec<String> = scripts()
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(found, listed, "add the new script to golden_scripts! in golden_tests.rs");
+        }
+    };
+}
+
+golden_scripts! {
+    golden_01_cluster => "01_cluster.txt",
+    golden_02_nodes => "02_nodes.txt",
+    golden_03_node_state => "03_node_state.txt",
+    golden_04_settings => "04_settings.txt",
+    golden_05_credentials => "05_credentials.txt",
+    golden_06_locations => "06_locations.txt",
+    golden_07_jobs_submit => "07_jobs_submit.txt",
+    golden_08_jobs_plan => "08_jobs_plan.txt",
+    golden_09_jobs_assign_report => "09_jobs_assign_report.txt",
+    golden_10_jobs_release => "10_jobs_release.txt",
+    golden_11_jobs_control => "11_jobs_control.txt",
+    golden_12_jobs_finalize => "12_jobs_finalize.txt",
 }
 
 #[test]
