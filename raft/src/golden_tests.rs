@@ -1108,8 +1108,13 @@ fn run_file(path: &Path) {
     }
 }
 
+/// The folder of the state-machine scripts.
+fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/apply")
+}
+
 fn scripts() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/apply");
+    let dir = scripts_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -1125,7 +1130,7 @@ macro_rules! golden_scripts {
         $(
             #[test]
             fn $test() {
-                run_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/apply").join($file));
+                run_file(&scripts_dir().join($file));
             }
         )*
 
