@@ -137,6 +137,12 @@ impl JobService for Fake {
     async fn logs(&self, _: Request<JobLogsRequest>) -> Result<Response<JobLogsResponse>, Status> {
         Err(Status::unimplemented("not in the fake"))
     }
+    type WatchStream = tonic::codegen::BoxStream<JobView>;
+    /// The fake plays a node too old to stream: `--wait` must fall back to polling Get (which is
+    /// what these tests count). Streaming is tested against real nodes (tests/tests/jobs_e2e.rs).
+    async fn watch(&self, _: Request<WatchJobRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("unknown method Watch"))
+    }
     async fn report(&self, _: Request<JobReportRequest>) -> Result<Response<JobReportResponse>, Status> {
         Ok(Response::new(JobReportResponse {
             location: "rep:jobs/j.jsonl".into(),

@@ -15,6 +15,11 @@
 //!   failed, or could not be verified, is never deleted. With `skip_existing`, a source whose
 //!   destination is already identical (equal size and equal comparable ETag) is deleted
 //!   without copying.
+//! - **Resumed work** (`skip_existing` + `written_since_ms`, a job task run again after its node
+//!   died): a copy reports an identical destination written since then as
+//!   [`SkipReason::CopiedEarlier`]; a move reports a destination object of the range written
+//!   since then whose source is gone as [`SkipReason::MovedEarlier`] — the earlier run did that
+//!   work but died before reporting it.
 //! - **Sync** copies what is missing or differs (size, ETag, or with `Verify::Checksum` the
 //!   stores' checksums); with `delete`, destination objects that have no source in the range are
 //!   deleted — only after the copy phase of the range, only if nothing in the range failed
@@ -137,11 +142,21 @@ pub struct RangeOptions {
     /// `copy.parts_in_flight × part size`): the memory bound of a range is
     /// `large_concurrency × parts_in_flight × part_size` (4 × 4 × 8 MiB = 128 MiB by default).
     pub large_concurrency: usize,
+    /// Limits shared with the other ranges running in this process (a job worker's node-wide
+    /// budget): every object in flight also holds an `objects` permit, and a streamed multipart
+    /// object a `large` permit instead of this range's own `large_concurrency` — so one range
+    /// alone may use the whole budget, and several share it.
+    pub shared: Option<SharedLimits>,
     /// Keys per LIST request (S3 caps it at 1,000).
     pub page_size: usize,
     /// Copy/Move: skip objects already identical at the destination (costs a destination LIST
     /// per 1,000 keys, no HEAD).
     pub skip_existing: bool,
+    /// Copy with `skip_existing`: an identical destination object written at or after this time
+    /// (ms since the epoch, the destination store's clock) was copied by an earlier run of the
+    /// same work — a job task resumed after its node died — and is reported as
+    /// [`SkipReason::CopiedEarlier`] rather than [`SkipReason::Identical`].
+    pub written_since_ms: Option<i64>,
     pub dry_run: bool,
     /// Keys per DeleteObjects request (≤ 1,000).
     pub delete_batch: usize,
@@ -154,14 +169,32 @@ pub struct RangeOptions {
     pub checkpoint: Option<std::sync::Arc<std::sync::Mutex<Option<String>>>>,
 }
 
+/// Concurrency budgets several ranges share (see [`RangeOptions::shared`]).
+#[derive(Clone, Debug)]
+pub struct SharedLimits {
+    pub objects: std::sync::Arc<tokio::sync::Semaphore>,
+    pub large: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl SharedLimits {
+    pub fn new(objects: usize, large: usize) -> SharedLimits {
+        SharedLimits {
+            objects: std::sync::Arc::new(tokio::sync::Semaphore::new(objects.max(1))),
+            large: std::sync::Arc::new(tokio::sync::Semaphore::new(large.max(1))),
+        }
+    }
+}
+
 impl Default for RangeOptions {
     fn default() -> RangeOptions {
         RangeOptions {
             copy: CopyOptions::default(),
             concurrency: 16,
             large_concurrency: 4,
+            shared: None,
             page_size: 1000,
             skip_existing: false,
+            written_since_ms: None,
             dry_run: false,
             delete_batch: 1000,
             max_delete: None,
@@ -175,6 +208,13 @@ impl Default for RangeOptions {
 pub enum SkipReason {
     /// The destination already holds the same object.
     Identical,
+    /// The destination holds the same object, written since [`RangeOptions::written_since_ms`]:
+    /// an earlier run of the same work copied it, so it counts as copied, not as skipped.
+    CopiedEarlier,
+    /// Move with [`RangeOptions::written_since_ms`]: the source is gone and the destination was
+    /// written since then — an earlier run of the same work moved it (its outcome is the
+    /// destination's; `key` is the source key it maps back to).
+    MovedEarlier,
 }
 
 /// What happened to one object.
@@ -477,7 +517,15 @@ pub async fn run_range(
                     && s.size > 0
                     && s.size >= copts.multipart_threshold
                     && choose_mode(src, &s.key, dst, copts) == CopyMode::Streaming;
-                let _slot = if big { large.acquire().await.ok() } else { None };
+                let _permit = match &opts.shared {
+                    Some(sh) => sh.objects.acquire().await.ok(),
+                    None => None,
+                };
+                let _slot = match (&opts.shared, big) {
+                    (_, false) => None,
+                    (Some(sh), true) => sh.large.acquire().await.ok(),
+                    (None, true) => large.acquire().await.ok(),
+                };
                 let pair = ObjectPair {
                     src: &s,
                     dst_key: &dst_key,
@@ -508,6 +556,10 @@ pub async fn run_range(
                     }
                     Ok(OneResult::Same) => {
                         o.action = Action::Skipped(SkipReason::Identical);
+                        (false, 0)
+                    }
+                    Ok(OneResult::CopiedEarlier) => {
+                        o.action = Action::Skipped(SkipReason::CopiedEarlier);
                         (false, 0)
                     }
                     Ok(OneResult::Would(plan)) => {
@@ -590,6 +642,36 @@ pub async fn run_range(
     }
     if op == RangeOp::Move && !opts.dry_run {
         flush_deletes(src, copts, &tally, &mut pending_deletes, &mut sum, &mut cp, &mut sink).await;
+    }
+
+    // A resumed move: destination objects of the range without a source, written since the
+    // earlier run started, were moved by it (their sources deleted before it could report them).
+    if let (RangeOp::Move, Some(since), None, false) = (op, opts.written_since_ms, &interrupted, opts.dry_run) {
+        let mut found: Vec<(String, ObjectInfo)> = dst_map
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(rel, d)| {
+                filter.matches_as(rel, d)
+                    && drange_check.contains(&d.key)
+                    && d.last_modified_ms.is_some_and(|t| t >= since)
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, d) in found {
+            sum.skipped += 1;
+            sum.skipped_bytes += d.size;
+            sink(Outcome {
+                key: map.to_src(&d.key).unwrap_or_default(),
+                dst_key: d.key.clone(),
+                action: Action::Skipped(SkipReason::MovedEarlier),
+                bytes: d.size,
+                mode: None,
+                etag: d.etag.clone(),
+                checksum: None,
+                requests: RequestCounts::default(),
+            });
+        }
     }
 
     // Sync deletions, after the copy phase, only in a range without any error.
@@ -688,6 +770,8 @@ enum OneResult {
     Identical,
     /// Sync: the destination is the same (nothing to do).
     Same,
+    /// Copy resumed with `written_since_ms`: the destination is the same and newer than that.
+    CopiedEarlier,
     Would(transfer::CopyPlan),
 }
 
@@ -716,8 +800,12 @@ async fn copy_one(
             RangeOp::Move => opts.skip_existing && same_object(s, d, true),
         };
         if same {
+            let earlier = op == RangeOp::Copy
+                && matches!((opts.written_since_ms, d.last_modified_ms), (Some(since), Some(t)) if t >= since);
             return Ok(if op == RangeOp::Move {
                 OneResult::Identical
+            } else if earlier {
+                OneResult::CopiedEarlier
             } else {
                 OneResult::Same
             });

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::checksum;
 use super::faulty::{Fault, FaultyStore, Op, Rule};
 use super::filter::Filter;
-use super::ops::{Action, KeyMap, RangeOp, RangeOptions};
+use super::ops::{Action, KeyMap, RangeOp, RangeOptions, SkipReason};
 use super::store::*;
 use super::testkit::*;
 use super::transfer::*;
@@ -763,4 +763,95 @@ fn part_size_planning() {
         assert!(size.div_ceil(p) <= 10_000 && p >= 8 << 20);
     }
     assert_eq!(streaming_part_size(100 << 20, None, &o), 8 << 20);
+}
+
+#[tokio::test]
+async fn a_resumed_copy_counts_what_an_earlier_run_copied_as_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    fill(&src, &["a", "b", "c"]).await;
+    // `a` was copied before this run's start time (it was there already); `b` after it (by an
+    // earlier run of the same task); `c` is missing.
+    put(&dst, "a", &read(&src, "a").await, &WriteOptions::default()).await;
+    let since = dst.head("a").await.unwrap().info.last_modified_ms.unwrap() + 1;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    put(&dst, "b", &read(&src, "b").await, &WriteOptions::default()).await;
+    dst.take_counts();
+    let opts = RangeOptions {
+        skip_existing: true,
+        written_since_ms: Some(since),
+        ..ropts(CopyOptions::default())
+    };
+    let (sum, outcomes) = run_collect(
+        RangeOp::Copy,
+        &src,
+        &dst,
+        &KeyRange::default(),
+        &KeyMap::identity(),
+        &Filter::new(),
+        &opts,
+    )
+    .await;
+    let actions: Vec<(&str, &Action)> = outcomes.iter().map(|o| (o.key.as_str(), &o.action)).collect();
+    assert_eq!(
+        actions,
+        [
+            ("a", &Action::Skipped(SkipReason::Identical)),
+            ("b", &Action::Skipped(SkipReason::CopiedEarlier)),
+            ("c", &Action::Copied),
+        ]
+    );
+    assert_eq!((sum.copied, sum.skipped), (1, 2));
+    // One destination LIST, one PUT (c): nothing per object for a and b.
+    assert_eq!(
+        dst.counts(),
+        RequestCounts {
+            list: 1,
+            put: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_move_reports_what_an_earlier_run_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = pair(&dir);
+    fill(&src, &["a", "b", "c", "d"]).await;
+    // Before the run: `a` is at the destination from long ago and its source is gone (not this
+    // job's work). Then an earlier run moved `b` (written, source deleted) and died.
+    put(&dst, "a", &read(&src, "a").await, &WriteOptions::default()).await;
+    src.delete_many(&["a".to_string()]).await.unwrap();
+    let since = dst.head("a").await.unwrap().info.last_modified_ms.unwrap() + 1;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    put(&dst, "b", &read(&src, "b").await, &WriteOptions::default()).await;
+    src.delete_many(&["b".to_string()]).await.unwrap();
+    let opts = RangeOptions {
+        skip_existing: true,
+        written_since_ms: Some(since),
+        ..ropts(CopyOptions::default())
+    };
+    // The range (a, c]: `d` is another task's, `a` is before it.
+    let range = KeyRange {
+        start_after: Some("a".into()),
+        end: Some("c".into()),
+        ..Default::default()
+    };
+    let (sum, outcomes) = run_collect(
+        RangeOp::Move,
+        &src,
+        &dst,
+        &range,
+        &KeyMap::identity(),
+        &Filter::new(),
+        &opts,
+    )
+    .await;
+    let actions: Vec<(&str, &Action)> = outcomes.iter().map(|o| (o.key.as_str(), &o.action)).collect();
+    assert_eq!(
+        actions,
+        [("c", &Action::Moved), ("b", &Action::Skipped(SkipReason::MovedEarlier)),]
+    );
+    assert_eq!((sum.copied, sum.skipped, sum.deleted), (1, 1, 1));
+    assert_eq!(keys(&src).await, vec!["d"]);
 }

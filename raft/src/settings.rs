@@ -89,8 +89,8 @@ const ALL: &[SettingSpec] = &[
     },
     SettingSpec {
         name: JOB_OBJECT_CONCURRENCY,
-        default: "16",
-        help: "objects a task copies at once on its node",
+        default: "64",
+        help: "objects a node copies at once, shared by its running tasks",
     },
     SettingSpec {
         name: JOB_COPY_TASK_OBJECTS,

@@ -736,12 +736,12 @@ fn bad_input_is_refused() {
 }
 
 /// A move deletes a task's sources in one batch when its copies are verified, and the outcome
-/// lines of those objects reach the report at the node's next task heartbeat. A node that dies
-/// in between must not leave them out: the task resumed elsewhere no longer finds those sources.
-/// The nodes are frozen (SIGSTOP) the moment the first batch of sources disappears; the node that
-/// ran that task is then killed, the others resume.
+/// lines of those objects reach the report with the task's next report chunk. A node that dies
+/// in between must not leave them out: the task resumed elsewhere no longer finds those sources,
+/// but finds their copies at the destination, written since the job started, and reports them
+/// as moved. The nodes are frozen (SIGSTOP) the moment the first batch of sources disappears;
+/// the node that ran that task is then killed, the others resume.
 #[test]
-#[ignore = "known gap (docs/jobs.md): a move's report can miss objects whose sources a node deleted just before it died; the job now ends completed_with_warnings, the data is safe"]
 fn move_report_keeps_objects_moved_just_before_a_kill() {
     let Some(mut e) = env(
         3,

@@ -138,6 +138,25 @@ pub struct CopyOptions {
     pub bandwidth: Option<Arc<ByteRateLimiter>>,
     /// Delete a destination object that failed verification (it is known bad).
     pub delete_on_mismatch: bool,
+    /// Told of every retry before its backoff sleep, so a job can show a failing store within
+    /// seconds instead of only in debug logs.
+    pub on_retry: Option<OnRetry>,
+}
+
+/// Observer of retries ([`CopyOptions::on_retry`]).
+pub type OnRetry = Arc<dyn Fn(&Retry<'_>) + Send + Sync>;
+
+/// One retry of a request, as [`CopyOptions::on_retry`] is told of it.
+#[derive(Debug)]
+pub struct Retry<'a> {
+    /// The request: "copy object", "upload part", "list", ...
+    pub what: &'a str,
+    /// 1 for the first retry.
+    pub attempt: usize,
+    /// Retries allowed in all ([`CopyOptions::retries`]).
+    pub of: usize,
+    pub error: &'a StoreError,
+    pub delay: Duration,
 }
 
 impl Default for CopyOptions {
@@ -164,6 +183,7 @@ impl Default for CopyOptions {
             uploads: None,
             bandwidth: None,
             delete_on_mismatch: true,
+            on_retry: None,
         }
     }
 }
@@ -224,6 +244,7 @@ where
         .with_max_times(opts.retries)
         .with_jitter()
         .build();
+    let mut attempt = 0;
     loop {
         if opts.cancel.is_cancelled() {
             return Err(cancelled());
@@ -236,7 +257,17 @@ where
             Ok(v) => return Ok(v),
             Err(e) if e.is_retryable() => match backoff.next() {
                 Some(d) => {
-                    tracing::debug!(what, error = %e, delay_ms = d.as_millis() as u64, "retrying");
+                    attempt += 1;
+                    tracing::debug!(what, error = %e, delay_ms = d.as_millis() as u64, attempt, "retrying");
+                    if let Some(tell) = &opts.on_retry {
+                        tell(&Retry {
+                            what,
+                            attempt,
+                            of: opts.retries,
+                            error: &e,
+                            delay: d,
+                        });
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(d) => {}
                         _ = opts.cancel.cancelled() => return Err(cancelled()),

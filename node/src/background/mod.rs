@@ -11,7 +11,9 @@
 //!   refused by Raft anyway: only the current leader can commit).
 //!
 //! A worker's `work` is one pass of its duty. The runner calls it once at start and then every
-//! `period` (a late pass delays the next, never piles up), races it against the worker's stop
+//! `period` (a late pass delays the next, never piles up) — and, for a worker that
+//! [`wakes_on_apply`](Worker::wakes_on_apply), also whenever an entry has been applied since its
+//! last pass (passes never overlap; entries applied during a pass start one more pass), races it against the worker's stop
 //! signal (a pass can wait on Raft, and a draining node must not hang on a cluster that lost its
 //! quorum), and records the outcome. A [`WorkError::Retry`] is logged and retried on the next
 //! pass; a [`WorkError::Fatal`] stops the node (the data directory belongs to another cluster,
@@ -81,6 +83,12 @@ pub trait Worker: Send + Sync + 'static {
     /// duties do, node duties do not.
     fn needs_cluster(&self) -> bool {
         self.scope() == Scope::Leader
+    }
+    /// Whether an entry applied to this node's state machine also starts a pass (besides the
+    /// period, which is then the safety net): for duties that react to replicated changes, such
+    /// as the job scheduler assigning a submitted job's tasks. Default: no.
+    fn wakes_on_apply(&self) -> bool {
+        false
     }
     /// One pass of the duty.
     async fn work(&self, node: &Node) -> Result<(), WorkError>;
@@ -205,10 +213,23 @@ async fn drive(worker: Arc<dyn Worker>, node: Arc<Node>, stop: CancellationToken
     });
     let mut ticker = tokio::time::interval(worker.period());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let on_apply = worker.wakes_on_apply();
+    let mut metrics = node.raft.metrics();
+    let mut seen_applied = node.state.last_applied();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = ticker.tick() => {}
+            changed = metrics.changed(), if on_apply => {
+                if changed.is_err() {
+                    break;
+                }
+                let applied = node.state.last_applied();
+                if applied == seen_applied {
+                    continue;
+                }
+                seen_applied = applied;
+            }
         }
         if worker.needs_cluster() && node.state.cluster().is_none() {
             continue;

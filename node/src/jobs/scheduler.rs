@@ -1,4 +1,6 @@
-//! The leader's job scheduler, the `job-scheduler` worker (leader only, every 500 ms):
+//! The leader's job scheduler, the `job-scheduler` worker (leader only; a pass whenever an entry
+//! was applied — a submit, a report with planned or ended tasks, a release — and every 500 ms as
+//! a safety net):
 //! 1. takes back the tasks of nodes judged down (or gone), so they resume elsewhere from their
 //!    checkpoints — only after the leader-grace period, like every liveness judgement;
 //! 2. assigns pending tasks to nodes with free slots (`worker.slots` each, all jobs together),
@@ -33,6 +35,9 @@ impl Worker for JobScheduler {
     }
     fn period(&self) -> Duration {
         TICK
+    }
+    fn wakes_on_apply(&self) -> bool {
+        true
     }
     async fn work(&self, node: &Node) -> Result<(), WorkError> {
         tick(node, grace_over(node)).await?;

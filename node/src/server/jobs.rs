@@ -12,6 +12,8 @@
 //!   the nodes running them ([`job_view`]). Reads are linearizable unless asked otherwise.
 //! - **Control** proposes pause / resume / cancel; the state machine refuses a transition that
 //!   does not apply (FAILED_PRECONDITION).
+//! - **Watch** streams the job's view as this node applies changes to it (see [`follow`]), so
+//!   clients stop polling `Get`.
 //! - **Logs** returns the job's events; **Report** reads the report object the job wrote when it
 //!   ended (through the location's store, like the worker), up to `max_bytes`.
 
@@ -60,6 +62,64 @@ impl JobRpc {
     fn view(&self, job: pb::Job) -> pb::JobView {
         let tasks = self.node.state.job_tasks(&job.id);
         job_view(job, &tasks, now_ms())
+    }
+}
+
+/// A watched job's view is sent again after this long even when nothing changed.
+pub const WATCH_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a watcher is sent anew when it changes: the view without the read-time clock and rates.
+fn watched(v: &pb::JobView) -> pb::JobView {
+    pb::JobView {
+        now_ms: 0,
+        bytes_per_sec: 0.0,
+        objects_per_sec: 0.0,
+        eta_ms: 0,
+        ..v.clone()
+    }
+}
+
+/// Feeds one `Watch` stream from this node's applied state until the job ends, the client goes
+/// away or the node shuts down.
+async fn follow(node: Arc<Node>, id: String, tx: tokio::sync::mpsc::Sender<Result<pb::JobView, Status>>) {
+    let mut metrics = node.raft.metrics();
+    let mut last: Option<(pb::JobView, tokio::time::Instant)> = None;
+    loop {
+        let Some(job) = node.state.job(&id) else {
+            let _ = tx.send(Err(Status::from(not_found(&id)))).await;
+            return;
+        };
+        let terminal = names::is_terminal_job_state(job.state);
+        let tasks = node.state.job_tasks(&id);
+        let v = job_view(job, &tasks, now_ms());
+        let due = match &last {
+            None => true,
+            Some((prev, at)) => watched(prev) != watched(&v) || at.elapsed() >= WATCH_KEEPALIVE,
+        };
+        if due {
+            if tx.send(Ok(v.clone())).await.is_err() {
+                return;
+            }
+            last = Some((v, tokio::time::Instant::now()));
+        }
+        if terminal {
+            return;
+        }
+        tokio::select! {
+            _ = node.shutdown.cancelled() => {
+                let _ = tx
+                    .send(Err(Status::unavailable("this node is shutting down; watch the job through another node")))
+                    .await;
+                return;
+            }
+            _ = tx.closed() => return,
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(WATCH_KEEPALIVE) => {}
+        }
     }
 }
 
@@ -335,6 +395,19 @@ impl pb::job_service_server::JobService for JobRpc {
             job: Some(self.view(job)),
             linearizable,
         }))
+    }
+
+    type WatchStream = tonic::codegen::BoxStream<pb::JobView>;
+
+    async fn watch(&self, req: Request<pb::WatchJobRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let _t = self.node.metrics.rpc_timer("WatchJob");
+        let r = req.into_inner();
+        id_arg(&r.id)?;
+        self.node.read_barrier(consistency(r.consistency)).await?;
+        self.job(&r.id)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(follow(self.node.clone(), r.id, tx));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn control(&self, req: Request<pb::ControlJobRequest>) -> Result<Response<pb::ControlJobResponse>, Status> {

@@ -2,8 +2,8 @@
 //!
 //! It watches its own applied state for tasks assigned to this node, runs each (up to
 //! `worker.slots` at once) in its own tokio task with a cancellation token (a child of the node's
-//! shutdown signal), and once per [`REPORT_EVERY`] sends one `ReportTasks` command — the node's
-//! task heartbeat — through the leader with every running task's cumulative counters, checkpoint,
+//! shutdown signal), and once per [`REPORT_EVERY`] (at once when a task planned new tasks or
+//! ended) sends one `ReportTasks` command — the node's task heartbeat — through the leader with every running task's cumulative counters, checkpoint,
 //! planned tasks (LIST), part ETags, failures and events, and the final outcome of the tasks that
 //! ended. Before a checkpoint is reported, the outcome lines of every object up to it are written
 //! to the job's report chunks (see [`report`]), so a task resumed elsewhere from that checkpoint
@@ -34,8 +34,12 @@ use mesh_engine::S3Clients;
 
 /// Period of the task heartbeat (progress and checkpoints to the leader).
 pub const REPORT_EVERY: Duration = Duration::from_millis(1000);
-/// How often the worker looks at its applied state for new or withdrawn assignments.
+/// How often the worker looks at its applied state for new or withdrawn assignments when no
+/// applied entry woke it (a safety net: applied entries wake it at once).
 const WATCH_EVERY: Duration = Duration::from_millis(200);
+/// Least time between two reports sent early for news (planned tasks, ended tasks), so a fast
+/// listing batches its pages rather than proposing one entry per page.
+const NEWS_GAP: Duration = Duration::from_millis(50);
 
 /// (job id, task id, epoch): one assignment.
 type Assignment = (String, u64, u64);
@@ -49,6 +53,8 @@ struct Running {
     /// under the same epoch (its node restarted) from overwriting the chunks of the earlier run.
     chunk_run: u64,
     chunk_seq: u64,
+    /// The checkpoint whose objects all have their lines in stored chunks: the one reported.
+    stored_checkpoint: Option<String>,
     /// The leader has its final report (or called it stale): kept only so the task is not
     /// started again while this node's applied state still shows the assignment.
     settled: bool,
@@ -76,10 +82,26 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             }
         }
     }
+    // Event-driven: an applied entry (an assignment, a withdrawal) starts or stops tasks at once,
+    // a task with news (planned tasks, its end) is reported at once; the periodic watch is the
+    // safety net.
+    let mut metrics = node.raft.metrics();
+    let mut seen_applied = node.state.last_applied();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = watch.tick() => {}
+            _ = ctx.wake.notified() => {}
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let applied = node.state.last_applied();
+                if applied == seen_applied {
+                    continue;
+                }
+                seen_applied = applied;
+            }
         }
         start_and_stop(&node, &ctx, &mut running, &stop);
         let active = running
@@ -87,8 +109,11 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             .filter(|r| !r.settled && r.progress.lock().unwrap().end.is_none())
             .count();
         node.metrics.tasks_running.set(active as i64);
-        let any_ended = running.values().any(|r| r.progress.lock().unwrap().end.is_some());
-        if last_report.elapsed() >= REPORT_EVERY || (any_ended && last_report.elapsed() >= WATCH_EVERY) {
+        let news = running.values().any(|r| {
+            let p = r.progress.lock().unwrap();
+            !r.settled && (p.end.is_some() || !p.new_tasks.is_empty())
+        });
+        if last_report.elapsed() >= REPORT_EVERY || (news && last_report.elapsed() >= NEWS_GAP) {
             last_report = tokio::time::Instant::now();
             let sent = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -167,15 +192,19 @@ fn start_and_stop(
             ..Default::default()
         }));
         let lines = report::LineBuf::default();
+        let stored_checkpoint = t.has_checkpoint.then(|| t.checkpoint.clone());
         tracing::info!(job = %t.job_id, task = t.id, epoch = t.epoch, kind = mesh_proto::names::task_kind(t.kind), "running task");
         let ctx2 = ctx.clone();
         let (p2, l2, c2) = (progress.clone(), lines.clone(), cancel.clone());
         tokio::spawn(async move {
             let end = run::run_task(&ctx2, &job, &t, &p2, &l2, &c2).await;
-            let mut p = p2.lock().unwrap();
-            if p.end.is_none() {
-                p.end = Some(end);
+            {
+                let mut p = p2.lock().unwrap();
+                if p.end.is_none() {
+                    p.end = Some(end);
+                }
             }
+            ctx2.wake.notify_one();
         });
         running.insert(
             a,
@@ -185,6 +214,7 @@ fn start_and_stop(
                 lines,
                 chunk_run: crate::node::now_ms(),
                 chunk_seq: 0,
+                stored_checkpoint,
                 settled: false,
             },
         );
@@ -210,21 +240,30 @@ async fn send_reports(
             let p = r.progress.lock().unwrap();
             (p.checkpoint.clone(), p.end.clone())
         };
-        if !r.lines.is_empty() {
+        if r.lines.is_empty() {
+            r.stored_checkpoint = checkpoint;
+        } else if ended.is_some() || r.lines.due() {
             let job = node.state.job(&a.0);
             if let Some(job) = job {
                 match report::write_chunk(ctx, &job, a.1, a.2, (r.chunk_run, r.chunk_seq), &r.lines).await {
-                    Ok(()) => r.chunk_seq += 1,
+                    Ok(()) => {
+                        r.chunk_seq += 1;
+                        r.stored_checkpoint = checkpoint;
+                    }
                     Err(e) => {
-                        // Without its lines the checkpoint must not advance: report counters only.
                         tracing::warn!(job = %a.0, task = a.1, error = %e, "report chunk not written");
-                        continue;
+                        // An end is reported only with all its lines stored: next beat.
+                        if ended.is_some() {
+                            continue;
+                        }
                     }
                 }
             }
         }
         let p = r.progress.lock().unwrap();
-        let (checkpoint, has_checkpoint) = match (&p.planned_to, checkpoint) {
+        // Without their lines stored, later objects are not finished yet as far as the leader
+        // knows: it hears the checkpoint of the last stored chunk.
+        let (checkpoint, has_checkpoint) = match (&p.planned_to, r.stored_checkpoint.clone()) {
             // LIST: the checkpoint is the end of the last planned task.
             (Some(to), _) => (to.clone().unwrap_or_default(), to.is_some()),
             (None, Some(c)) => (c, true),

@@ -38,7 +38,7 @@ pub async fn run(
     let spec = job.spec.clone().unwrap_or_default();
     let src = ctx.store(&spec.src_location).await?;
     let dst = ctx.store(&spec.dst_location).await?;
-    let copts = copy_options(ctx, job, cancel);
+    let copts = copy_options(ctx, job, task.id, progress, cancel);
     let Some(dkey) = KeyMap::new(spec.src_path.clone(), spec.dst_path.clone()).to_dst(&task.key) else {
         return Ok(End::failed(format!("{} is outside the job's source path", task.key)));
     };

@@ -1,8 +1,10 @@
 //! A job's report: one JSON line per object (`key`, `outcome`, `bytes`, `checksum`, `error`, …).
 //!
-//! Task runners buffer their lines; at every task heartbeat the worker writes the buffer as a
-//! chunk object `<report root><job>/parts/<task>-<epoch>-<run start ms>-<seq>.jsonl` *before* it
-//! reports the checkpoint, so every object up to a reported checkpoint has its line stored. FINALIZE merges
+//! Task runners buffer their lines; the worker writes the buffer as a chunk object
+//! `<report root><job>/parts/<task>-<epoch>-<run start ms>-<seq>.jsonl` once it holds
+//! [`CHUNK_LINES`] lines, its oldest line is [`CHUNK_EVERY`] old, or the task ends — a few
+//! requests per thousand objects — and reports a checkpoint only once every object up to it has
+//! its line stored. FINALIZE merges
 //! the chunks (an object that appears more than once was re-run after a failure: the last
 //! success wins and it counts as re-copied), writes `<report root><job>/report.jsonl`, deletes
 //! the chunks and reports the exact totals. Per-object records therefore never enter the Raft
@@ -24,28 +26,53 @@ use tokio_util::sync::CancellationToken;
 
 use super::task::{Ctx, End, Shared, RESERVED_PREFIX};
 use mesh_engine::ops::KeyMap;
-use mesh_engine::ops::{Action, Outcome};
+use mesh_engine::ops::{Action, Outcome, SkipReason};
 use mesh_engine::store::{KeyRange, ObjectStore, WriteOptions};
 use mesh_engine::transfer::once_body;
 
+/// A task's buffered lines are written as a chunk once there are this many...
+pub const CHUNK_LINES: usize = 1000;
+/// ...or once the oldest has waited this long, or when the task ends. Until then the task reports
+/// its counters with the checkpoint of its last stored chunk: a node that dies loses at most this
+/// much of the report, and the task's next run finds those objects copied at the destination
+/// (`resumed` lines) instead of copying them again.
+pub const CHUNK_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Report lines of one running task, shared between the task and the reporter.
 #[derive(Clone, Default)]
-pub struct LineBuf(Arc<Mutex<Vec<String>>>);
+pub struct LineBuf(Arc<Mutex<Pending>>);
+
+#[derive(Default)]
+struct Pending {
+    lines: Vec<String>,
+    /// When the oldest buffered line was pushed.
+    since: Option<std::time::Instant>,
+}
 
 impl LineBuf {
     pub fn push(&self, line: String) {
-        self.0.lock().unwrap().push(line);
+        let mut g = self.0.lock().unwrap();
+        g.since.get_or_insert_with(std::time::Instant::now);
+        g.lines.push(line);
     }
     pub fn is_empty(&self) -> bool {
-        self.0.lock().unwrap().is_empty()
+        self.0.lock().unwrap().lines.is_empty()
+    }
+    /// Whether the buffer is due to be written as a chunk (full, or its oldest line old enough).
+    pub fn due(&self) -> bool {
+        let g = self.0.lock().unwrap();
+        g.lines.len() >= CHUNK_LINES || g.since.is_some_and(|t| t.elapsed() >= CHUNK_EVERY)
     }
     fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        let mut g = self.0.lock().unwrap();
+        g.since = None;
+        std::mem::take(&mut g.lines)
     }
     fn put_back(&self, mut lines: Vec<String>) {
         let mut g = self.0.lock().unwrap();
-        lines.append(&mut g);
-        *g = lines;
+        lines.append(&mut g.lines);
+        g.lines = lines;
+        g.since = Some(std::time::Instant::now());
     }
 }
 
@@ -68,6 +95,11 @@ pub struct Line {
     /// How many times the object was written (merged report only; > 1 = re-copied).
     #[serde(default, skip_serializing_if = "is_one_or_zero")]
     pub writes: u32,
+    /// `copied` (or `moved`) by an earlier run of the same task whose node died before reporting
+    /// it: the task resumed elsewhere found it at the destination (identical; for a move, with
+    /// its source gone) and did not write it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 fn is_one_or_zero(n: &u32) -> bool {
@@ -77,8 +109,8 @@ fn is_one_or_zero(n: &u32) -> bool {
 /// The report line of an engine outcome.
 pub fn line_of(o: &Outcome) -> String {
     let (outcome, error) = match &o.action {
-        Action::Copied => ("copied", String::new()),
-        Action::Moved => ("moved", String::new()),
+        Action::Copied | Action::Skipped(SkipReason::CopiedEarlier) => ("copied", String::new()),
+        Action::Moved | Action::Skipped(SkipReason::MovedEarlier) => ("moved", String::new()),
         Action::Skipped(_) => ("skipped", String::new()),
         Action::Failed(e) => ("failed", e.to_string()),
         Action::Deleted => ("deleted", String::new()),
@@ -100,6 +132,10 @@ pub fn line_of(o: &Outcome) -> String {
             .unwrap_or_default(),
         error,
         writes: 0,
+        resumed: matches!(
+            o.action,
+            Action::Skipped(SkipReason::CopiedEarlier | SkipReason::MovedEarlier)
+        ),
     };
     serde_json::to_string(&line).unwrap_or_default()
 }
@@ -173,7 +209,7 @@ pub fn merge(chunks: &[Vec<u8>]) -> (Vec<Line>, u64) {
                 continue;
             };
             let delete = matches!(l.outcome.as_str(), "deleted" | "would_delete" | "delete_suppressed");
-            let written = matches!(l.outcome.as_str(), "copied" | "moved");
+            let written = matches!(l.outcome.as_str(), "copied" | "moved") && !l.resumed;
             let k = (if delete { l.dst_key.clone() } else { l.key.clone() }, delete);
             match by_key.get_mut(&k) {
                 None => {
@@ -183,7 +219,10 @@ pub fn merge(chunks: &[Vec<u8>]) -> (Vec<Line>, u64) {
                 }
                 Some(prev) => {
                     let writes = prev.writes + written as u32;
-                    if !(prev.outcome != "failed" && l.outcome == "failed") {
+                    // A failure never hides a success, and "found copied" never hides the
+                    // line of the write itself (it has the ETag and checksum).
+                    let keep_prev = prev.outcome != "failed" && (l.outcome == "failed" || l.resumed);
+                    if !keep_prev {
                         *prev = l;
                     }
                     prev.writes = writes;
@@ -376,6 +415,35 @@ mod tests {
         let (lines, _) = merge(&[a.into_bytes(), b.into_bytes()]);
         assert_eq!(lines[0].outcome, "copied");
         assert_eq!(totals(&lines).objects_failed, 0);
+    }
+
+    #[test]
+    fn a_resumed_line_is_copied_but_not_a_write() {
+        let resumed = |k: &str| {
+            serde_json::to_string(&Line {
+                key: k.into(),
+                outcome: "copied".into(),
+                bytes: 7,
+                resumed: true,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        // x: written, then found by the task's next run; y: only found (its line was lost).
+        let a = l("x", "copied", 7);
+        let b = [resumed("x"), resumed("y")].join("\n");
+        let (lines, recopied) = merge(&[a.into_bytes(), b.into_bytes()]);
+        assert_eq!(recopied, 0, "finding an object copied is not a second write");
+        assert_eq!(
+            (lines[0].key.as_str(), lines[0].resumed, lines[0].writes),
+            ("x", false, 1)
+        );
+        assert_eq!(
+            (lines[1].key.as_str(), lines[1].resumed, lines[1].writes),
+            ("y", true, 0)
+        );
+        let t = totals(&lines);
+        assert_eq!((t.objects_done, t.bytes_done, t.objects_skipped), (2, 14, 0));
     }
 
     #[test]

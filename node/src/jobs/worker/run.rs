@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::report::{self, LineBuf};
 use super::task::{copy_options, job_filter, Ctx, End, Shared};
-use mesh_engine::ops::{run_range, Action, KeyMap, Outcome, RangeOp, RangeOptions, RangeTask};
+use mesh_engine::ops::{run_range, Action, KeyMap, Outcome, RangeOp, RangeOptions, RangeTask, SkipReason};
 use mesh_engine::store::KeyRange;
 use mesh_engine::transfer;
 
@@ -88,7 +88,7 @@ async fn list(
     let max_bytes = settings::size_setting(st, settings::JOB_COPY_TASK_BYTES).max(1);
     let split_bytes = settings::size_setting(st, settings::JOB_SPLIT_OBJECT_BYTES);
     let part_task_bytes = settings::size_setting(st, settings::JOB_PART_TASK_BYTES);
-    let copts = copy_options(ctx, job, cancel);
+    let copts = copy_options(ctx, job, task.id, progress, cancel);
     // Split only plain copies and moves that write (sync compares first; a dry run writes nothing).
     let may_split = !spec.dry_run
         && op_of(&spec) != (RangeOp::Sync { delete: true })
@@ -206,6 +206,8 @@ async fn list(
             let last_end = planned.last().map(|t| t.has_end.then(|| t.end.clone())).unwrap_or(None);
             p.new_tasks.append(&mut planned);
             p.planned_to = Some(last_end);
+            drop(p);
+            ctx.wake.notify_one();
         }
         if !more {
             break;
@@ -224,7 +226,11 @@ pub fn record(progress: &Shared, lines: &LineBuf, o: &Outcome) {
     let mut p = progress.lock().unwrap();
     let c = &mut p.counters;
     match &o.action {
-        Action::Copied | Action::Moved | Action::WouldCopy | Action::WouldMove => {
+        Action::Copied
+        | Action::Moved
+        | Action::Skipped(SkipReason::CopiedEarlier | SkipReason::MovedEarlier)
+        | Action::WouldCopy
+        | Action::WouldMove => {
             c.objects_done += 1;
             c.bytes_done += o.bytes;
         }
@@ -271,11 +277,22 @@ async fn copy(
         path_order: task.path_order,
     };
     let cell = Arc::new(Mutex::new(None::<String>));
+    // A task that ran before (its node died, or it was released or retried) may find part of its
+    // range copied already, beyond its last checkpoint: it lists the destination range once and
+    // skips what is identical there. What was written since the job started counts as copied by
+    // this job (5 s of slack for the store's clock), so a node's death costs one LIST, not a
+    // re-copy.
+    let op = op_of(&spec);
+    let resumed = task.epoch > 1 && matches!(op, RangeOp::Copy | RangeOp::Move) && !spec.dry_run;
+    let (concurrency, shared) = ctx.limits();
     let opts = RangeOptions {
-        copy: copy_options(ctx, job, cancel),
-        concurrency: settings::u32_setting(&ctx.node.state, settings::JOB_OBJECT_CONCURRENCY) as usize,
+        copy: copy_options(ctx, job, task.id, progress, cancel),
+        concurrency,
+        shared: Some(shared),
         dry_run: spec.dry_run,
         checkpoint: Some(cell.clone()),
+        skip_existing: resumed,
+        written_since_ms: resumed.then(|| job.started_at_ms as i64 - 5_000),
         ..Default::default()
     };
     let map = KeyMap::new(spec.src_path.clone(), spec.dst_path.clone());
@@ -284,7 +301,7 @@ async fn copy(
     let p2 = progress.clone();
     let cell2 = cell.clone();
     let range_task = RangeTask {
-        op: op_of(&spec),
+        op,
         src: src.as_ref(),
         dst: dst.as_ref(),
         range: &range,

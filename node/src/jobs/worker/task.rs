@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mesh_engine::filter::Filter;
+use mesh_engine::ops::SharedLimits;
 use mesh_engine::store::{ObjectStore, Sse};
 use mesh_engine::throttle::ByteRateLimiter;
-use mesh_engine::transfer::CopyOptions;
+use mesh_engine::transfer::{CopyOptions, Retry};
 use mesh_engine::verify::Verify;
 use mesh_engine::{open_store, S3Clients};
 use mesh_proto::v1::{self as pb, TaskOutcome};
@@ -27,7 +28,17 @@ pub struct Ctx {
     pub clients: S3Clients,
     /// Per-job bandwidth buckets on this node.
     buckets: Mutex<HashMap<String, Arc<ByteRateLimiter>>>,
+    /// Rung by a task that has news for the leader at once (planned tasks, its end), so the
+    /// worker reports without waiting for the next heartbeat.
+    pub wake: tokio::sync::Notify,
+    /// The node's object budget (`job.object_concurrency`) shared by its running tasks, and the
+    /// value it was made for (a changed setting makes a new one).
+    limits: Mutex<(u32, SharedLimits)>,
 }
+
+/// Streamed multipart objects a node copies at once, all tasks together: the memory bound of
+/// streaming is this × `parts_in_flight` (4) × the part size (8 MiB) = 128 MiB per node.
+pub const LARGE_OBJECTS_PER_NODE: usize = 4;
 
 impl Ctx {
     pub fn new(node: Arc<Node>, clients: S3Clients) -> Ctx {
@@ -35,7 +46,20 @@ impl Ctx {
             node,
             clients,
             buckets: Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+            limits: Mutex::new((0, SharedLimits::new(1, 1))),
         }
+    }
+
+    /// The node-wide budgets every COPY task draws from; returns them with the per-node object
+    /// count (a task alone may use all of it).
+    pub fn limits(&self) -> (usize, SharedLimits) {
+        let n = mesh_raft::settings::u32_setting(&self.node.state, mesh_raft::settings::JOB_OBJECT_CONCURRENCY).max(1);
+        let mut g = self.limits.lock().unwrap();
+        if g.0 != n {
+            *g = (n, SharedLimits::new(n as usize, LARGE_OBJECTS_PER_NODE));
+        }
+        (n as usize, g.1.clone())
     }
 
     /// Opens location `name` (credentials decrypted with the cluster data key).
@@ -85,12 +109,45 @@ pub fn job_filter(spec: &pb::JobSpec) -> Result<Filter, String> {
     Ok(f)
 }
 
-/// Copy options of a job's tasks.
-pub fn copy_options(ctx: &Ctx, job: &pb::Job, cancel: &CancellationToken) -> CopyOptions {
+/// Least time between two retry events of one task (the retries in between are counted in the
+/// next event).
+pub const RETRY_EVENT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Copy options of a job's task `task`, whose retries become job events and warnings in
+/// `progress`.
+pub fn copy_options(ctx: &Ctx, job: &pb::Job, task: u64, progress: &Shared, cancel: &CancellationToken) -> CopyOptions {
     let spec = job.spec.clone().unwrap_or_default();
+    let p = progress.clone();
+    let job_id = job.id.clone();
+    let on_retry = move |r: &Retry<'_>| {
+        let mut p = p.lock().unwrap();
+        let now = std::time::Instant::now();
+        if p.last_retry_event
+            .is_some_and(|t| now.duration_since(t) < RETRY_EVENT_EVERY)
+        {
+            p.retries_unreported += 1;
+            return;
+        }
+        let more = match std::mem::take(&mut p.retries_unreported) {
+            0 => String::new(),
+            n => format!(" ({n} more retries since the last such event)"),
+        };
+        tracing::warn!(job = %job_id, task, what = r.what, attempt = r.attempt, error = %r.error, "retrying");
+        p.events.push(format!(
+            "task {task}: retrying {} (retry {} of {}, next in {} ms): {}{more}",
+            r.what,
+            r.attempt,
+            r.of,
+            r.delay.as_millis(),
+            r.error
+        ));
+        p.warnings += 1;
+        p.last_retry_event = Some(now);
+    };
     let mut o = CopyOptions {
         cancel: cancel.clone(),
         bandwidth: ctx.bucket(job),
+        on_retry: Some(Arc::new(on_retry)),
         ..Default::default()
     };
     if let Ok(v) = spec.verify.parse::<Verify>() {
@@ -123,6 +180,9 @@ pub struct Progress {
     pub parts: Vec<pb::PartEtag>,
     /// Warnings not yet reported.
     pub warnings: u32,
+    /// When the last retry event was added, and the retries since that got none of their own.
+    pub last_retry_event: Option<std::time::Instant>,
+    pub retries_unreported: u64,
     /// Set when the task has ended.
     pub end: Option<End>,
 }
