@@ -578,6 +578,7 @@ fn job_views() -> Vec<JobView> {
             tasks_done: 9,
             nodes_running: vec![17, 981_237],
             now_ms: T0 + 661_000,
+            bytes_in_flight: 512 << 20,
         },
         JobView {
             job: Some(synced),

@@ -24,7 +24,7 @@
 //! - `report_tasks node=N` then the reports, separated by ` ; `, each
 //!   `job= task= epoch= [outcome=progress|done|retry|failed]` (default progress) with
 //!   `[checkpoint=KEY]` (an empty value is an empty checkpoint), cumulative counters
-//!   `[done=OBJ/BYTES] [skipped=OBJ/BYTES] [failed=OBJ/BYTES] [deleted=OBJ]`, planned tasks in order
+//!   `[done=OBJ/BYTES] [skipped=OBJ/BYTES] [failed=OBJ/BYTES] [deleted=OBJ] [in_flight=BYTES]`, planned tasks in order
 //!   `[copy=START..END:OBJ/BYTES]` (an empty bound is none; `pcopy=` in path order) and
 //!   `[split=KEY:BYTES/PART_SIZE/PARTS_PER_TASK]` (etag `src-etag`), `[error=]`, `[fail=KEY:ERROR]...`,
 //!   `[upload=ID]`, `[parts=N,N:ETAG...]` (etag `eN` by default), `[event=TEXT]...`, and for
@@ -346,7 +346,10 @@ fn parse_outcome(v: &str) -> i32 {
 }
 
 fn task_counters(a: &Args) -> Option<pb::TaskCounters> {
-    if !["done", "skipped", "failed", "deleted"].iter().any(|k| a.has(k)) {
+    if !["done", "skipped", "failed", "deleted", "in_flight"]
+        .iter()
+        .any(|k| a.has(k))
+    {
         return None;
     }
     let (objects_done, bytes_done) = pair(&a.s("done"));
@@ -360,6 +363,7 @@ fn task_counters(a: &Args) -> Option<pb::TaskCounters> {
         objects_failed,
         bytes_failed,
         objects_deleted: a.n("deleted"),
+        bytes_in_flight: a.n("in_flight"),
     })
 }
 
@@ -805,6 +809,9 @@ fn dump_tasks(t: &Tables, job: Option<&str>) -> String {
                 };
                 let text = counters_text(&jc);
                 write!(out, " {}", text.trim_start_matches("total=0/0 ")).unwrap();
+                if c.bytes_in_flight > 0 {
+                    write!(out, " in_flight={}", fmt_size(c.bytes_in_flight)).unwrap();
+                }
             }
         }
         if !x.upload_id.is_empty() {

@@ -383,6 +383,142 @@ fn pause_resume() {
     assert!(texts.iter().any(|t| t.starts_with("paused by")), "{texts:#?}");
     assert!(texts.iter().any(|t| t.starts_with("resumed by")), "{texts:#?}");
     print_recopied("pause/resume", recopied, objects.len());
+    // The tasks resumed after the pause list the destination once and find what their earlier
+    // run copied (also the objects in flight when the pause came): nothing is written twice.
+    assert_eq!(
+        recopied,
+        0,
+        "objects were copied again after the resume: {}",
+        j.summary()
+    );
+}
+
+/// `JobService.Watch`, as a third-party client uses it: views stream as the job moves (through a
+/// follower too), counters never go back, the last view is the terminal one and the stream then
+/// ends; an unknown job is NOT_FOUND.
+#[test]
+fn watch_streams_the_job_until_it_ends() {
+    let Some(e) = env(3, SLOW) else { return };
+    let objects = small_objects("", 400, 9);
+    e.s3.put_all(&e.src, &objects);
+    let id = jobs::submit(&e.c, 0, &["cp", "src:", "dst:"]);
+    let leader = e.c.leader_index();
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    let mut client = jobs::job_client(&e.c, follower);
+    let views: Vec<pb::JobView> = e.c.rt().block_on(async {
+        let req = pb::WatchJobRequest {
+            id: id.clone(),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        };
+        let mut stream = client.watch(req).await.expect("watch").into_inner();
+        let mut views = Vec::new();
+        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, stream.message())
+                .await
+                .expect("the watch stream neither ended nor sent within the job timeout");
+            match next.expect("watch stream error") {
+                Some(v) => views.push(v),
+                None => break views,
+            }
+        }
+    });
+    let counters = |v: &pb::JobView| v.job.as_ref().and_then(|j| j.counters).unwrap_or_default();
+    let last = views.last().expect("at least one view");
+    let state = last.job.as_ref().map(|j| j.state).unwrap_or_default();
+    assert_eq!(state, pb::JobState::Completed as i32, "last view: {last:?}");
+    assert_eq!(counters(last).objects_done, objects.len() as u64);
+    let moving: Vec<u64> = views.iter().map(|v| counters(v).objects_done).collect();
+    assert!(
+        moving.windows(2).all(|w| w[0] <= w[1]),
+        "objects_done went back: {moving:?}"
+    );
+    let distinct: BTreeSet<u64> = moving.iter().copied().collect();
+    assert!(
+        distinct.len() >= 3,
+        "the stream should show the job moving, not only its start and end: {moving:?}"
+    );
+    eprintln!("[jobs_e2e] watch: {} views, objects_done {moving:?}", views.len());
+
+    let err =
+        e.c.rt()
+            .block_on(client.watch(pb::WatchJobRequest {
+                id: "j-000000000000".into(),
+                consistency: 0,
+            }))
+            .map(|_| ())
+            .expect_err("watching an unknown job");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+}
+
+/// Progress moves with a large object, not only when it ends: a streamed 40 MiB object (8 MiB
+/// parts, bandwidth-limited so it takes seconds) shows `bytes_in_flight` growing in `job show`
+/// while `objects_done` is still 0; the job then counts the object and in-flight bytes are gone.
+#[test]
+fn progress_moves_within_a_large_object() {
+    let Some(e) = env(1, &[]) else { return };
+    jobs::add_s3_location(&e.c, 0, e.s3.endpoint(), "far", &e.dst, "us-west-2");
+    let key = "big/one.bin".to_string();
+    let objects: BTreeMap<String, Vec<u8>> = [(key.clone(), content(&key, 40 * MIB, 12))].into();
+    e.s3.put_all(&e.src, &objects);
+    let id = jobs::submit(&e.c, 0, &["cp", "src:", "far:", "--bwlimit", "8MiB/s"]);
+    let mut seen = Vec::new();
+    let partial = mesh_tests::wait_for("bytes in flight before the object ends", JOB_TIMEOUT, || {
+        let j = jobs::show(&e.c, 0, &id)?;
+        let inflight = j.raw.get("bytes_in_flight").and_then(|v| v.as_u64()).unwrap_or(0);
+        seen.push((inflight, j.counters.objects_done));
+        if j.is_terminal() {
+            return Ok(None);
+        }
+        if inflight > 0 && j.counters.objects_done == 0 {
+            Ok(Some(inflight))
+        } else {
+            Err(format!("bytes_in_flight {inflight}, {}", j.summary()))
+        }
+    });
+    let partial = partial.unwrap_or_else(|| panic!("the job ended before any progress was seen: {seen:?}"));
+    assert!(
+        partial < 40 * MIB as u64,
+        "in flight {partial} should be part of the object"
+    );
+    let j = jobs::wait_end(&e.c, &[0], &id, JOB_TIMEOUT);
+    assert_eq!(j.state, "completed", "{}", j.summary());
+    assert_eq!(j.counters.bytes_done, 40 * MIB as u64);
+    let inflight = j.raw.get("bytes_in_flight").and_then(|v| v.as_u64()).unwrap_or(0);
+    assert_eq!(inflight, 0, "nothing in flight once the job ended");
+}
+
+/// A store that fails every request shows within seconds: retries become job events naming the
+/// request and the error, and the job counts them as warnings — not a silent `running` job.
+#[test]
+fn retries_against_a_failing_store_show_as_job_events() {
+    let Some(e) = env(1, &[]) else { return };
+    let objects = small_objects("", 3, 10);
+    e.s3.put_all(&e.src, &objects);
+    // A destination whose endpoint refuses connections (a port nobody listens on).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_endpoint = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    jobs::add_s3_location(&e.c, 0, &dead_endpoint, "dead", "nowhere", "us-east-1");
+    let id = jobs::submit(&e.c, 0, &["cp", "src:", "dead:"]);
+    let events = mesh_tests::wait_for("a retry event", Duration::from_secs(30), || {
+        let texts: Vec<String> = jobs::logs(&e.c, 0, &id).into_iter().map(|e| e.text).collect();
+        if texts.iter().any(|t| t.contains("retrying")) {
+            Ok(texts)
+        } else {
+            Err(format!("events so far: {texts:?}"))
+        }
+    });
+    let retry = events.iter().find(|t| t.contains("retrying")).unwrap();
+    assert!(retry.contains(" of 5,"), "the event should count the retries: {retry}");
+    assert!(
+        retry.contains(dead_endpoint.trim_start_matches("http://")),
+        "the event should name the failing store: {retry}"
+    );
+    let j = jobs::show(&e.c, 0, &id).unwrap();
+    assert!(j.warnings > 0, "retries should count as warnings: {}", j.summary());
+    let o = e.c.ctl(0, &["job", "cancel", &id]);
+    assert!(o.success(), "{}", o.describe());
 }
 
 #[test]

@@ -40,6 +40,19 @@ pub fn processed(c: &JobCounters) -> (u64, u64) {
     (cap(objects, c.objects_total), cap(bytes, c.bytes_total))
 }
 
+/// Bytes a progress display shows: the finished objects' bytes plus the finished parts of the
+/// objects still being copied (`bytes_in_flight`), at most the total known.
+pub fn progress_bytes(v: &JobView) -> u64 {
+    let c = v.job.as_ref().and_then(|j| j.counters).unwrap_or_default();
+    let (_, bytes) = processed(&c);
+    let b = bytes + v.bytes_in_flight;
+    if c.bytes_total > 0 {
+        b.min(c.bytes_total)
+    } else {
+        b
+    }
+}
+
 fn eta(v: &JobView) -> String {
     if v.eta_ms == 0 {
         "-".into()
@@ -140,6 +153,8 @@ impl From<&JobCounters> for CountersJson {
 /// What a view adds to a job.
 #[derive(Serialize)]
 struct ViewJson<'a> {
+    /// Bytes of the finished parts of objects still being copied (not yet in `counters`).
+    bytes_in_flight: u64,
     bytes_per_sec: f64,
     objects_per_sec: f64,
     eta_ms: u64,
@@ -199,6 +214,7 @@ fn job_json<'a>(j: &'a Job, spec: &'a JobSpec, counters: &JobCounters, v: Option
         spec: spec.into(),
         counters: counters.into(),
         view: v.map(|v| ViewJson {
+            bytes_in_flight: v.bytes_in_flight,
             bytes_per_sec: round3(v.bytes_per_sec),
             objects_per_sec: round3(v.objects_per_sec),
             eta_ms: v.eta_ms,
@@ -365,12 +381,12 @@ pub fn job_progress_message(v: &JobView) -> String {
     let default = Job::default();
     let j = v.job.as_ref().unwrap_or(&default);
     let c = j.counters.unwrap_or_default();
-    let (objects, bytes) = processed(&c);
+    let (objects, _) = processed(&c);
     format!(
         "{}: {objects}/{} objects, {}/{}, {}, ETA {}",
         job_state_name(j.state),
         c.objects_total,
-        size(bytes),
+        size(progress_bytes(v)),
         size(c.bytes_total),
         rate(v.bytes_per_sec),
         eta(v)

@@ -24,7 +24,7 @@ pub use credential::{credential_added, credential_list, credential_removed};
 pub use format::{duration_ms, rate, size, table, timestamp, Format};
 pub use job::{
     job_controlled, job_list, job_logs, job_progress_line, job_progress_message, job_show, job_submitted,
-    job_submitted_note, job_summary, op_name, place, processed,
+    job_submitted_note, job_summary, op_name, place, processed, progress_bytes,
 };
 pub use location::{location_added, location_list, location_removed, location_show, location_target, location_test};
 pub use node::{node_list, node_removed};

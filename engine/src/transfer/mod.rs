@@ -141,6 +141,10 @@ pub struct CopyOptions {
     /// Told of every retry before its backoff sleep, so a job can show a failing store within
     /// seconds instead of only in debug logs.
     pub on_retry: Option<OnRetry>,
+    /// Bytes of the finished parts of multipart copies still going (added as each part is done,
+    /// taken off again when the object ends, either way), so progress moves with large objects
+    /// rather than only when they end.
+    pub in_flight: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Observer of retries ([`CopyOptions::on_retry`]).
@@ -184,6 +188,7 @@ impl Default for CopyOptions {
             bandwidth: None,
             delete_on_mismatch: true,
             on_retry: None,
+            in_flight: None,
         }
     }
 }

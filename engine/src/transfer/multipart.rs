@@ -63,6 +63,9 @@ where
     if let Some(r) = &opts.uploads {
         r.started(&store_name, dst_key, &upload_id);
     }
+    // Bytes this copy added to `opts.in_flight`; taken off when it ends, whatever the outcome.
+    let added = std::sync::atomic::AtomicU64::new(0);
+    let added = &added;
     let work = async {
         let mut parts = Vec::with_capacity(ranges.len());
         let mut pending = ranges.iter();
@@ -73,6 +76,11 @@ where
         while let Some(done) = inflight.next().await {
             let done = done?;
             on_part(&done)?;
+            if let (Some(f), Some(&(_, s, e))) = (&opts.in_flight, ranges.get(parts.len())) {
+                let n = e + 1 - s;
+                f.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                added.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
             parts.push(done.part);
             if let Some(&(pn, s, e)) = pending.next() {
                 inflight.push_back(part_fn(upload_id.clone(), pn, s, e));
@@ -89,6 +97,12 @@ where
         r = work => r,
         _ = opts.cancel.cancelled() => Err(cancelled()),
     };
+    if let Some(f) = &opts.in_flight {
+        f.fetch_sub(
+            added.load(std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
     match r {
         Ok(v) => {
             if let Some(reg) = &opts.uploads {

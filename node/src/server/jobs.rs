@@ -250,10 +250,18 @@ pub fn active_ms(j: &pb::Job, now: u64) -> u64 {
 /// running job (bytes still to copy at that rate; 0 when unknown), its tasks and nodes.
 pub fn job_view(job: pb::Job, tasks: &[pb::Task], now: u64) -> pb::JobView {
     let c = job.counters.unwrap_or_default();
+    let bytes_in_flight: u64 = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Assigned as i32)
+        .map(|t| t.counters.map(|c| c.bytes_in_flight).unwrap_or(0))
+        .sum();
     let active = active_ms(&job, now);
     let (bytes_per_sec, objects_per_sec) = if active > 0 {
         let secs = active as f64 / 1000.0;
-        (c.bytes_done as f64 / secs, c.objects_done as f64 / secs)
+        (
+            (c.bytes_done + bytes_in_flight) as f64 / secs,
+            c.objects_done as f64 / secs,
+        )
     } else {
         (0.0, 0.0)
     };
@@ -261,6 +269,7 @@ pub fn job_view(job: pb::Job, tasks: &[pb::Task], now: u64) -> pb::JobView {
         let left = c
             .bytes_total
             .saturating_sub(c.bytes_done)
+            .saturating_sub(bytes_in_flight)
             .saturating_sub(c.bytes_skipped)
             .saturating_sub(c.bytes_failed);
         (left as f64 / bytes_per_sec * 1000.0).round() as u64
@@ -282,6 +291,7 @@ pub fn job_view(job: pb::Job, tasks: &[pb::Task], now: u64) -> pb::JobView {
         tasks_done,
         nodes_running,
         now_ms: now,
+        bytes_in_flight,
     }
 }
 

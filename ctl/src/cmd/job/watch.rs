@@ -52,7 +52,7 @@ impl Display {
         match self {
             Display::Bar(bar) => {
                 let c = job.counters.unwrap_or_default();
-                let (_, bytes) = output::processed(&c);
+                let bytes = output::progress_bytes(v);
                 bar.set_length(c.bytes_total.max(bytes));
                 bar.set_position(bytes);
                 bar.set_message(output::job_progress_message(v));

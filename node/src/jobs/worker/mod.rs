@@ -282,7 +282,10 @@ async fn send_reports(
             },
             checkpoint,
             has_checkpoint,
-            counters: Some(p.counters),
+            counters: Some(pb::TaskCounters {
+                bytes_in_flight: p.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                ..p.counters
+            }),
             new_tasks: p.new_tasks.clone(),
             error: end.error.clone(),
             failures: p.failures.clone(),

@@ -21,7 +21,7 @@ use mesh_raft::settings;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{self, LineBuf};
-use super::task::{copy_options, job_filter, Ctx, End, Shared};
+use super::task::{copy_options, job_filter, ran_before, Ctx, End, Shared};
 use mesh_engine::ops::{run_range, Action, KeyMap, Outcome, RangeOp, RangeOptions, RangeTask, SkipReason};
 use mesh_engine::store::KeyRange;
 use mesh_engine::transfer;
@@ -277,13 +277,13 @@ async fn copy(
         path_order: task.path_order,
     };
     let cell = Arc::new(Mutex::new(None::<String>));
-    // A task that ran before (its node died, or it was released or retried) may find part of its
-    // range copied already, beyond its last checkpoint: it lists the destination range once and
+    // A task that ran before (its node died or restarted, or it was released, paused or retried)
+    // may find part of its range copied already, beyond its last checkpoint: it lists the destination range once and
     // skips what is identical there. What was written since the job started counts as copied by
     // this job (5 s of slack for the store's clock), so a node's death costs one LIST, not a
     // re-copy.
     let op = op_of(&spec);
-    let resumed = task.epoch > 1 && matches!(op, RangeOp::Copy | RangeOp::Move) && !spec.dry_run;
+    let resumed = ran_before(ctx, task) && matches!(op, RangeOp::Copy | RangeOp::Move) && !spec.dry_run;
     let (concurrency, shared) = ctx.limits();
     let opts = RangeOptions {
         copy: copy_options(ctx, job, task.id, progress, cancel),

@@ -31,6 +31,8 @@ pub struct Ctx {
     /// Rung by a task that has news for the leader at once (planned tasks, its end), so the
     /// worker reports without waiting for the next heartbeat.
     pub wake: tokio::sync::Notify,
+    /// When this worker started: a task assigned before may have run here before a restart.
+    pub started_ms: u64,
     /// The node's object budget (`job.object_concurrency`) shared by its running tasks, and the
     /// value it was made for (a changed setting makes a new one).
     limits: Mutex<(u32, SharedLimits)>,
@@ -47,6 +49,7 @@ impl Ctx {
             clients,
             buckets: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
+            started_ms: crate::node::now_ms(),
             limits: Mutex::new((0, SharedLimits::new(1, 1))),
         }
     }
@@ -91,6 +94,12 @@ impl Ctx {
         bucket.set_rate(share);
         Some(bucket.clone())
     }
+}
+
+/// Whether `task` may have run before (on another node, or on this one before it restarted):
+/// then part of its range can be done already beyond its checkpoint.
+pub fn ran_before(ctx: &Ctx, task: &pb::Task) -> bool {
+    task.epoch > 1 || task.attempts > 0 || task.has_checkpoint || task.assigned_at_ms < ctx.started_ms
 }
 
 /// The engine's filter for a job: its include/exclude rules after the reserved prefix.
@@ -144,10 +153,12 @@ pub fn copy_options(ctx: &Ctx, job: &pb::Job, task: u64, progress: &Shared, canc
         p.warnings += 1;
         p.last_retry_event = Some(now);
     };
+    let in_flight = progress.lock().unwrap().in_flight.clone();
     let mut o = CopyOptions {
         cancel: cancel.clone(),
         bandwidth: ctx.bucket(job),
         on_retry: Some(Arc::new(on_retry)),
+        in_flight: Some(in_flight),
         ..Default::default()
     };
     if let Ok(v) = spec.verify.parse::<Verify>() {
@@ -183,6 +194,9 @@ pub struct Progress {
     /// When the last retry event was added, and the retries since that got none of their own.
     pub last_retry_event: Option<std::time::Instant>,
     pub retries_unreported: u64,
+    /// Bytes of finished parts of objects still being copied (reported as
+    /// `TaskCounters.bytes_in_flight`).
+    pub in_flight: Arc<std::sync::atomic::AtomicU64>,
     /// Set when the task has ended.
     pub end: Option<End>,
 }
