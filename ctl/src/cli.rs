@@ -358,11 +358,12 @@ pub enum JobCommand {
         /// Job id
         id: String,
     },
-    /// Print the job's report (JSON lines: key, outcome, bytes, checksum, error) once it ended
+    /// Print the job's whole report (JSON lines: key, outcome, bytes, checksum, error) once it
+    /// ended, fetched page by page
     Report {
         /// Job id
         id: String,
-        /// Print at most this much of it (default 16MiB)
+        /// Print at most this much of it, whole lines only (default: all of it)
         #[arg(long, value_name = "SIZE", value_parser = mesh_proto::rules::parse_size)]
         max_bytes: Option<u64>,
     },

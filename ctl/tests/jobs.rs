@@ -147,7 +147,9 @@ impl JobService for Fake {
         Ok(Response::new(JobReportResponse {
             location: "rep:jobs/j.jsonl".into(),
             content: b"{\"key\":\"a\",\"outcome\":\"copied\"}\n".to_vec(),
+            // An older node: cut, without the offset of a next page.
             truncated: true,
+            ..Default::default()
         }))
     }
 }

@@ -488,6 +488,70 @@ fn progress_moves_within_a_large_object() {
     assert_eq!(inflight, 0, "nothing in flight once the job ended");
 }
 
+/// The report is read in pages (`JobService.Report` with an offset), each ending on a line
+/// boundary; together they are the whole report, as `meshctl job report` prints it; an offset
+/// past the end is refused; `--max-bytes` prints whole lines only and says where the rest is.
+#[test]
+fn report_is_paged_on_line_boundaries() {
+    let Some(e) = env(1, &[]) else { return };
+    let objects = small_objects("", 300, 13);
+    e.s3.put_all(&e.src, &objects);
+    let id = jobs::submit(&e.c, 0, &["cp", "src:", "dst:"]);
+    let j = jobs::wait_end(&e.c, &[0], &id, JOB_TIMEOUT);
+    assert_eq!(j.state, "completed", "{}", j.summary());
+    let whole = e.c.ctl(0, &["job", "report", &id]);
+    assert!(whole.success(), "{}", whole.describe());
+    assert_eq!(whole.stdout.lines().count(), 300, "{}", whole.describe());
+
+    let mut client = jobs::job_client(&e.c, 0);
+    let mut pages = Vec::new();
+    let mut offset = 0;
+    loop {
+        let r =
+            e.c.rt()
+                .block_on(client.report(pb::JobReportRequest {
+                    id: id.clone(),
+                    max_bytes: 1000,
+                    offset,
+                }))
+                .expect("report page")
+                .into_inner();
+        assert!(r.content.len() <= 1000, "a page is at most max_bytes");
+        assert!(r.content.ends_with(b"\n"), "a page ends on a line boundary");
+        assert_eq!(r.total_bytes, whole.stdout.len() as u64);
+        pages.push(String::from_utf8(r.content).unwrap());
+        if r.next_offset == 0 {
+            assert!(!r.truncated);
+            break;
+        }
+        assert!(r.truncated);
+        offset = r.next_offset;
+    }
+    assert!(pages.len() > 10, "{} pages", pages.len());
+    assert_eq!(pages.concat(), whole.stdout, "the pages together are the whole report");
+
+    let err =
+        e.c.rt()
+            .block_on(client.report(pb::JobReportRequest {
+                id: id.clone(),
+                max_bytes: 1000,
+                offset: whole.stdout.len() as u64 + 1,
+            }))
+            .expect_err("an offset past the end");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("next_offset"), "{err:?}");
+
+    let cut = e.c.ctl(0, &["job", "report", &id, "--max-bytes", "5000"]);
+    assert!(cut.success(), "{}", cut.describe());
+    assert!(
+        cut.stdout.len() <= 5000 && cut.stdout.ends_with('\n'),
+        "{}",
+        cut.describe()
+    );
+    assert!(whole.stdout.starts_with(&cut.stdout));
+    assert!(cut.stderr.contains("omit --max-bytes"), "{}", cut.describe());
+}
+
 /// A store that fails every request shows within seconds: retries become job events naming the
 /// request and the error, and the job counts them as warnings — not a silent `running` job.
 #[test]

@@ -177,7 +177,11 @@ pub async fn job_logs(g: &GlobalArgs, id: String) -> Result<String, CliError> {
     Ok(output::job_logs(&id, &resp.get_ref().events, g.output))
 }
 
-/// `job report ID [--max-bytes SIZE]`: the report's JSON lines, as stored.
+/// Bytes asked for per page of `job report`.
+pub const REPORT_PAGE: u64 = 4 << 20;
+
+/// `job report ID [--max-bytes SIZE]`: the report's JSON lines, as stored, page by page (all of
+/// it, or whole lines up to SIZE).
 pub async fn job_report(
     g: &GlobalArgs,
     id: String,
@@ -186,25 +190,49 @@ pub async fn job_report(
 ) -> Result<(), CliError> {
     id_arg(&id)?;
     let mut s = Session::open(g).await?;
-    let req = JobReportRequest {
-        id,
-        max_bytes: max_bytes.unwrap_or(0),
-    };
-    let r = s.clients.job.report(req).await.map_err(|e| s.fail(e))?.into_inner();
-    match out.write_all(&r.content).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            return Err(CliError::failed(format!("cannot write the output: {e}")));
+    let mut offset = 0u64;
+    let mut written = 0u64;
+    loop {
+        let page = match max_bytes {
+            Some(m) => REPORT_PAGE.min(m - written).max(1),
+            None => REPORT_PAGE,
+        };
+        let req = JobReportRequest {
+            id: id.clone(),
+            max_bytes: page,
+            offset,
+        };
+        let mut r = s.clients.job.report(req).await.map_err(|e| s.fail(e))?.into_inner();
+        let partial_line = r.truncated && !r.content.ends_with(b"\n");
+        if max_bytes.is_some() && partial_line && written > 0 {
+            // The budget left is shorter than the next line: print whole lines only.
+            r.content.clear();
         }
-        _ => {}
+        match out.write_all(&r.content).and_then(|_| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(CliError::failed(format!("cannot write the output: {e}"))),
+            Ok(()) => {}
+        }
+        written += r.content.len() as u64;
+        let limit_reached = max_bytes.is_some_and(|m| written >= m) || (max_bytes.is_some() && r.content.is_empty());
+        // A node without paging answers truncated without a next offset: stop there too.
+        if r.truncated && (r.next_offset == 0 || limit_reached || r.content.is_empty()) {
+            let whole = if r.total_bytes > 0 {
+                format!("{} bytes", r.total_bytes)
+            } else {
+                "larger".to_string()
+            };
+            eprintln!(
+                "note: printed {written} bytes of the report; the whole report ({whole}) is {} (omit --max-bytes for all of it)",
+                r.location
+            );
+            return Ok(());
+        }
+        if !r.truncated {
+            return Ok(());
+        }
+        offset = r.next_offset;
     }
-    if r.truncated {
-        eprintln!(
-            "note: the report was cut at {} bytes; the whole report is {} (or pass --max-bytes)",
-            r.content.len(),
-            r.location
-        );
-    }
-    Ok(())
 }
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,8 @@
 //! - **Watch** streams the job's view as this node applies changes to it (see [`follow`]), so
 //!   clients stop polling `Get`.
 //! - **Logs** returns the job's events; **Report** reads the report object the job wrote when it
-//!   ended (through the location's store, like the worker), up to `max_bytes`.
+//!   ended (through the location's store, like the worker) a page at a time: at most `max_bytes`
+//!   from `offset`, cut at a line boundary, with the offset of the next page.
 
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ use crate::secrets;
 use crate::server::auth::Principal;
 use mesh_engine::filter::Filter;
 
-/// Report bytes returned when the request does not say (`max_bytes` 0).
+/// Report bytes per page when the request does not say (`max_bytes` 0).
 pub const DEFAULT_REPORT_BYTES: u64 = 16 << 20;
 /// Most report bytes one call returns, whatever it asks for (gRPC messages stay reasonable).
 pub const MAX_REPORT_BYTES: u64 = 64 << 20;
@@ -506,30 +507,46 @@ impl pb::job_service_server::JobService for JobRpc {
         let max = match r.max_bytes {
             0 => DEFAULT_REPORT_BYTES,
             n => n.min(MAX_REPORT_BYTES),
-        } as usize;
-        let mut body = store.get(key, None).await.map_err(|e| match e {
+        };
+        let missing = |e: mesh_engine::store::StoreError| match e {
             mesh_engine::store::StoreError::NotFound { .. } => ApiError::NotFound(format!(
                 "the report of job {} ({}) is missing from its location",
                 job.id, job.report_key
             )),
             e => store_err(e),
-        })?;
-        let mut content: Vec<u8> = Vec::new();
-        let mut truncated = false;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(store_err)?;
-            let room = max - content.len();
-            if chunk.len() > room {
-                content.extend_from_slice(&chunk[..room]);
-                truncated = true;
-                break;
+        };
+        let total = store.head(key).await.map_err(missing)?.info.size;
+        if r.offset > total {
+            return Err(ApiError::InvalidArgument(format!(
+                "offset {} is beyond the end of the report of job {} ({total} bytes); page with the `next_offset` of the previous answer",
+                r.offset, job.id
+            ))
+            .into());
+        }
+        let end = total.min(r.offset.saturating_add(max));
+        let mut content: Vec<u8> = Vec::with_capacity((end - r.offset) as usize);
+        if end > r.offset {
+            let mut body = store.get(key, Some((r.offset, end - 1))).await.map_err(missing)?;
+            while let Some(chunk) = body.next().await {
+                content.extend_from_slice(&chunk.map_err(store_err)?);
             }
-            content.extend_from_slice(&chunk);
+        }
+        let mut next_offset = r.offset + content.len() as u64;
+        if next_offset < total {
+            // End the page on a line boundary (a single line longer than a page is cut).
+            if let Some(nl) = content.iter().rposition(|&b| b == b'\n') {
+                content.truncate(nl + 1);
+                next_offset = r.offset + content.len() as u64;
+            }
+        } else {
+            next_offset = 0;
         }
         Ok(Response::new(pb::JobReportResponse {
             location: job.report_key.clone(),
             content,
-            truncated,
+            truncated: next_offset != 0,
+            next_offset,
+            total_bytes: total,
         }))
     }
 }
