@@ -170,6 +170,9 @@ fn three_nodes_copy_2000_objects() {
             ("job.copy_task_objects", "100"),
             ("job.split_object_bytes", "24MiB"),
             ("job.part_task_bytes", "8MiB"),
+            // Room on every node when the parts are planned, so they can spread (with every
+            // slot busy, the node that frees one first takes the next part).
+            ("worker.slots", "8"),
         ],
     ) else {
         return;

@@ -7,7 +7,7 @@
 //!   beyond it, up to [`CopyOptions::parts_in_flight`] parts at once. No bytes pass through the
 //!   node.
 //! - **streaming** otherwise: one GET piped into one PUT below
-//!   [`CopyOptions::multipart_threshold`]; above it, one ranged GET per part feeding a multipart
+//!   [`CopyOptions::multipart_threshold`] ([`STREAM_SINGLE_PUT_MAX`], 200 MiB); from it on, one ranged GET per part feeding a multipart
 //!   upload with at most `parts_in_flight` parts buffered at once (the memory bound: see
 //!   docs/engine.md).
 //!
@@ -62,10 +62,9 @@ mod streaming;
 mod tally;
 mod uploads;
 
-use plan::MIB;
 pub use plan::{
     choose_mode, plan_copy, server_part_size, streaming_part_size, CopyMode, CopyPlan, COPY_OBJECT_MAX, MAX_PARTS,
-    MAX_PART_SIZE, MIN_PART_SIZE,
+    MAX_PART_SIZE, MIN_PART_SIZE, STREAM_SINGLE_PUT_MAX,
 };
 pub use streaming::once_body;
 pub use tally::{RequestCounts, Tally};
@@ -141,9 +140,10 @@ pub struct CopyOptions {
     /// Told of every retry before its backoff sleep, so a job can show a failing store within
     /// seconds instead of only in debug logs.
     pub on_retry: Option<OnRetry>,
-    /// Bytes of the finished parts of multipart copies still going (added as each part is done,
-    /// taken off again when the object ends, either way), so progress moves with large objects
-    /// rather than only when they end.
+    /// Bytes of copies still going: each finished part of a multipart copy, and the bytes a
+    /// single streamed PUT has passed on so far (added as they go, taken off again when the
+    /// object ends, either way), so progress moves with large objects rather than only when
+    /// they end.
     pub in_flight: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
@@ -170,7 +170,7 @@ impl Default for CopyOptions {
             allow_server_side: true,
             copy_object_max: COPY_OBJECT_MAX,
             server_part_size: None,
-            multipart_threshold: 16 * MIB,
+            multipart_threshold: STREAM_SINGLE_PUT_MAX,
             part_size: None,
             parts_in_flight: 4,
             match_source_layout: true,

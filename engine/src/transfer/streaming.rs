@@ -87,8 +87,9 @@ impl Hashes {
 fn instrument(body: Body, hashes: Arc<Mutex<Hashes>>, opts: &CopyOptions) -> Body {
     let bw = opts.bandwidth.clone();
     let cancel = opts.cancel.clone();
+    let in_flight = opts.in_flight.clone();
     Box::pin(body.then(move |item| {
-        let (hashes, bw, cancel) = (hashes.clone(), bw.clone(), cancel.clone());
+        let (hashes, bw, cancel, in_flight) = (hashes.clone(), bw.clone(), cancel.clone(), in_flight.clone());
         async move {
             if cancel.is_cancelled() {
                 return Err(cancelled());
@@ -99,6 +100,9 @@ fn instrument(body: Body, hashes: Arc<Mutex<Hashes>>, opts: &CopyOptions) -> Bod
                         b.take(chunk.len() as u64).await;
                     }
                     hashes.lock().unwrap().update(&chunk);
+                    if let Some(f) = &in_flight {
+                        f.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Ok(chunk)
                 }
                 Err(e) => {
@@ -179,10 +183,20 @@ async fn single(ctx: &CopyCtx<'_>, meta: &ObjectMeta, wopts: &WriteOptions) -> S
         want_ck.then_some(opts.checksum_algo),
         layout,
     )));
+    // The bytes an attempt streamed count as in flight (`opts.in_flight`) until the copy ends.
+    let take_back = |h: &Hashes| {
+        if let Some(f) = &opts.in_flight {
+            f.fetch_sub(h.n, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
     let put = with_retry(opts, "stream object", || {
         let hashes = hashes.clone();
         async move {
-            *hashes.lock().unwrap() = Hashes::new(want_etag, want_ck.then_some(opts.checksum_algo), layout);
+            {
+                let mut h = hashes.lock().unwrap();
+                take_back(&h);
+                *h = Hashes::new(want_etag, want_ck.then_some(opts.checksum_algo), layout);
+            }
             tally.add(|c| c.get += 1);
             let body = src.get(src_key, None).await?;
             let body = instrument(body, hashes.clone(), opts);
@@ -193,8 +207,10 @@ async fn single(ctx: &CopyCtx<'_>, meta: &ObjectMeta, wopts: &WriteOptions) -> S
             }
         }
     })
-    .await?;
+    .await;
     let h = std::mem::replace(&mut *hashes.lock().unwrap(), Hashes::new(false, None, None));
+    take_back(&h);
+    let put = put?;
     let mut res = streamed_result(size, h.n, None, &put);
     if opts.verify == Verify::None {
         return Ok(res);

@@ -6,7 +6,8 @@
 //! 2. assigns pending tasks to nodes with free slots (`worker.slots` each, all jobs together),
 //!    round-robin over jobs so concurrent jobs all progress, keeping each job within the node
 //!    count of its tier and preferring nodes in the destination's region, then the source's, then
-//!    the least loaded. All assignments of a tick go in one AssignTasks command.
+//!    (for a part of a split object) nodes holding fewer parts of that object, then the least
+//!    loaded. All assignments of a tick go in one AssignTasks command.
 //!
 //! Pure planning ([`plan`]) is separate from the proposal so it can be tested without a cluster.
 
@@ -129,11 +130,17 @@ pub fn plan(state: &StateReader, nodes: &[pb::NodeRecord], now: u64) -> Vec<pb::
         .into_iter()
         .map(|j| (j.id, j.nodes_used.into_iter().filter(|n| live.contains(n)).collect()))
         .collect();
+    // Part tasks of one split object held by each node: its parts are spread over nodes (the
+    // point of splitting is to use several nodes' bandwidth), as far as free slots allow.
+    let mut group_load: HashMap<(String, u64, u64), i64> = HashMap::new();
     for t in all.iter().filter(|t| t.state == TaskState::Assigned as i32) {
         if let Some(f) = free.get_mut(&t.node_id) {
             *f -= 1;
         }
         job_nodes.entry(t.job_id.clone()).or_default().insert(t.node_id);
+        if t.kind == pb::TaskKind::PartCopy as i32 {
+            *group_load.entry((t.job_id.clone(), t.group, t.node_id)).or_default() += 1;
+        }
     }
     // Pending tasks per assignable job, oldest job first.
     let mut jobs_list: Vec<pb::Job> = state
@@ -176,7 +183,15 @@ pub fn plan(state: &StateReader, nodes: &[pb::NodeRecord], now: u64) -> Vec<pb::
                     } else {
                         2
                     };
-                    (region_rank, -free.get(&n.id).copied().unwrap_or(0), n.id)
+                    let same_group = if task.kind == pb::TaskKind::PartCopy as i32 {
+                        group_load
+                            .get(&(task.job_id.clone(), task.group, n.id))
+                            .copied()
+                            .unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    (region_rank, same_group, -free.get(&n.id).copied().unwrap_or(0), n.id)
                 })
                 .map(|n| n.id);
             let Some(node_id) = candidate else { continue };
@@ -185,6 +200,11 @@ pub fn plan(state: &StateReader, nodes: &[pb::NodeRecord], now: u64) -> Vec<pb::
                 task_id: task.id,
                 node_id,
             });
+            if task.kind == pb::TaskKind::PartCopy as i32 {
+                *group_load
+                    .entry((task.job_id.clone(), task.group, node_id))
+                    .or_default() += 1;
+            }
             q.pop_front();
             used.insert(node_id);
             *free.get_mut(&node_id).expect("candidate") -= 1;
@@ -282,6 +302,45 @@ mod tests {
         assert_eq!(per_node.get(&2), Some(&2));
         assert_eq!(per_node.get(&1), Some(&2));
         assert_eq!(per_node.get(&3), None);
+    }
+
+    #[test]
+    fn the_parts_of_a_split_object_spread_over_nodes() {
+        let nodes: Vec<pb::NodeRecord> = (1..=3).map(|i| node(i, "")).collect();
+        let st = state(&[("j1", "plus", 0)], &nodes, "4");
+        let mut s = st.snapshot();
+        // Node 1 has the most free slots (the others run a task each); three parts of one object
+        // (group 7) are pending, then an ordinary copy.
+        for (id, kind, state_, node_id) in [
+            (1, pb::TaskKind::Copy, TaskState::Assigned, 2),
+            (2, pb::TaskKind::Copy, TaskState::Assigned, 3),
+            (3, pb::TaskKind::PartCopy, TaskState::Pending, 0),
+            (4, pb::TaskKind::PartCopy, TaskState::Pending, 0),
+            (5, pb::TaskKind::PartCopy, TaskState::Pending, 0),
+            (6, pb::TaskKind::Copy, TaskState::Pending, 0),
+        ] {
+            s.tables.tasks.insert(
+                ("j1".into(), id),
+                pb::Task {
+                    job_id: "j1".into(),
+                    id,
+                    kind: kind as i32,
+                    state: state_ as i32,
+                    node_id,
+                    group: if kind == pb::TaskKind::PartCopy { 7 } else { 0 },
+                    ..Default::default()
+                },
+            );
+        }
+        let a = plan(&StateReader::from_state(s), &nodes, 0);
+        let parts: BTreeSet<u64> = a
+            .iter()
+            .filter(|x| (3..=5).contains(&x.task_id))
+            .map(|x| x.node_id)
+            .collect();
+        assert_eq!(parts.len(), 3, "one part per node while every node has room: {a:?}");
+        // The ordinary copy goes to the least loaded node as before.
+        assert_eq!(a.iter().find(|x| x.task_id == 6).map(|x| x.node_id), Some(1), "{a:?}");
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct EngineOptions {
     pub part_size: Option<u64>,
     /// Default: the engine's (5 GiB).
     pub copy_object_max: Option<u64>,
+    /// Streaming: objects at least this large use multipart (default: the engine's).
+    pub multipart_threshold: Option<u64>,
 }
 
 impl Default for EngineOptions {
@@ -87,6 +89,7 @@ impl Default for EngineOptions {
             parts_in_flight: c.parts_in_flight,
             part_size: None,
             copy_object_max: None,
+            multipart_threshold: None,
         }
     }
 }
@@ -100,6 +103,9 @@ impl EngineOptions {
         };
         if let Some(m) = self.copy_object_max {
             copy.copy_object_max = m;
+        }
+        if let Some(t) = self.multipart_threshold {
+            copy.multipart_threshold = t;
         }
         if let Some(p) = self.part_size {
             copy.part_size = Some(p);

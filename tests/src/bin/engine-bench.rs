@@ -12,6 +12,7 @@
 //!
 //! opts: --objects N  --size BYTES[KiB|MiB|GiB]  --concurrency C  --verify none|size|etag|checksum
 //!       --large-concurrency N  --parts-in-flight N  --part-size BYTES  --copy-object-max BYTES
+//!       --multipart-threshold BYTES
 //!       --runs N (each into a fresh destination prefix)  --timeout SECS (default 600, or
 //!       $ENGINE_BENCH_TIMEOUT; per copy run)  --label TEXT
 //! ```
@@ -76,6 +77,7 @@ struct Opts {
     large_concurrency: usize,
     parts_in_flight: usize,
     part_size: Option<u64>,
+    multipart_threshold: Option<u64>,
     copy_object_max: Option<u64>,
     runs: usize,
     timeout: Duration,
@@ -88,7 +90,7 @@ const USAGE: &str =
     "usage: engine-bench <p1|p2|p5> [opts]\n       engine-bench peer <p1|p2|p5> --tool NAME [opts] -- 'COMMAND'\n       \
      engine-bench serve <p1|p2|p5> [opts]\n       engine-bench table FILE\n\
      opts: --objects N --size BYTES[KiB|MiB|GiB] --concurrency C --verify none|size|etag|checksum\n      \
-     --large-concurrency N --parts-in-flight N --part-size BYTES --copy-object-max BYTES\n      \
+     --large-concurrency N --parts-in-flight N --part-size BYTES --copy-object-max BYTES\n      --multipart-threshold BYTES\n      \
      --runs N --timeout SECS --label TEXT";
 
 fn usage() -> ! {
@@ -115,6 +117,7 @@ fn parse(sc: Scenario, args: &[String]) -> Opts {
         large_concurrency: 4,
         parts_in_flight: 4,
         part_size: None,
+        multipart_threshold: None,
         // P5: below the object size, so the 256 MiB objects go through UploadPartCopy (the
         // production default, 5 GiB, would use one CopyObject each).
         copy_object_max: (sc == Scenario::P5).then_some(128 * MIB),
@@ -143,6 +146,7 @@ fn parse(sc: Scenario, args: &[String]) -> Opts {
             "--large-concurrency" => o.large_concurrency = val().parse().unwrap_or_else(|_| usage()),
             "--parts-in-flight" => o.parts_in_flight = val().parse().unwrap_or_else(|_| usage()),
             "--part-size" => o.part_size = Some(bytes_arg(&val())),
+            "--multipart-threshold" => o.multipart_threshold = Some(bytes_arg(&val())),
             "--copy-object-max" => o.copy_object_max = Some(bytes_arg(&val())),
             "--runs" => o.runs = val().parse().unwrap_or_else(|_| usage()),
             "--timeout" => o.timeout = Duration::from_secs(val().parse().unwrap_or_else(|_| usage())),
@@ -283,6 +287,7 @@ async fn engine_run(s: &Servers, o: &Opts, run: usize) -> RunResult {
         large_concurrency: o.large_concurrency,
         parts_in_flight: o.parts_in_flight,
         part_size: o.part_size,
+        multipart_threshold: o.multipart_threshold,
         copy_object_max: o.copy_object_max,
     };
     let e = engine_copy(s, SRC_PREFIX, &prefix, &eo, o.timeout).await;

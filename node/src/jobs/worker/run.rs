@@ -138,7 +138,10 @@ async fn list(
             prev = Some(o.key.clone());
             let rel = o.key.strip_prefix(spec.src_path.as_str()).unwrap_or(&o.key);
             let counted = filter.matches_as(rel, o);
-            let big = counted && o.size > 0 && o.size >= copts.multipart_threshold;
+            // A split (part tasks on several nodes) from `job.split_object_bytes`; a COPY task of
+            // its own from the engine's multipart threshold.
+            let split = counted && may_split && split_bytes > 0 && o.size >= split_bytes && part_task_bytes > 0;
+            let big = split || counted && o.size > 0 && o.size >= copts.multipart_threshold;
             if big {
                 // Close what came before, then the object gets a task (or a split) of its own.
                 if chunk.last.is_some() {
@@ -147,7 +150,6 @@ async fn list(
                     boundary = end;
                     chunk = Chunk::default();
                 }
-                let split = may_split && split_bytes > 0 && o.size >= split_bytes && part_task_bytes > 0;
                 if split {
                     let mode = transfer::choose_mode(src.as_ref(), &o.key, dst.as_ref(), &copts);
                     let part_size = match mode {
