@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! job-bench p1 [--nodes 1,3] [--task-objects 1000,500] [--runs 3] [--objects 5000] [--size 16KiB]
-//!              [--engine-concurrency 64] [--s5cmd PATH] [--timeout SECS]
+//!              [--engine-concurrency 64] [--tools rclone,aws] [--s5cmd PATH] [--timeout SECS]
+//! job-bench p2 [--nodes 1,3] [--runs 3] [--objects 8] [--size 128MiB] [--tools mesh,rclone,engine]
+//!              [--mesh-verify checksum] [--rclone PATH] [--timeout SECS]
 //! job-bench p5 [--nodes 3,1] [--size 6GiB] [--split 1GiB] [--seed-part-size 8MiB] [--tools mesh,aws,engine]
 //!              [--mesh-verify none|size|etag|checksum] [--aws PATH] [--timeout SECS]
 //! job-bench latency [--nodes 1,3] [--jobs 10] [--timeout SECS]
@@ -16,10 +18,15 @@
 //!   (`tests/src/cluster.rs`, meshd's default timing), each with a static credential and the
 //!   locations `src` / `dst` on that server (same endpoint and credential → server-side
 //!   CopyObject). Then `--runs` rounds, each running every copier back to back (so load drift
-//!   hits all alike): the engine in-process (`ops::run_range`, as `engine-bench p1`), s5cmd, and
+//!   hits all alike): the engine in-process (`ops::run_range`, as `engine-bench p1`), s5cmd,
+//!   rclone and aws-cli when `--tools` names them, and
 //!   for each mesh and each `job.copy_task_objects` value `meshctl cp src:data/ dst:PREFIX/
 //!   --wait`. Wall time = the meshctl process (submit + `--wait`, which polls every 500 ms); job
 //!   time = the job's own `ended_at_ms − created_at_ms`.
+//! - **p2**: two SeaweedFS servers; `--objects` × `--size` (8 × 128 MiB) under `src/data/` on the
+//!   first, streamed to the second by the engine in-process (verify checksum, concurrency 8),
+//!   rclone (`copy --transfers 8 --checkers 16`) and `meshctl cp --verify checksum --wait` on each
+//!   mesh; every round runs them back to back.
 //! - **p5**: one object of `--size` (default 6 GiB, seeded by multipart upload in 8 MiB parts as
 //!   aws-cli would upload it; falls back to 3 GiB when the disk is short), copied server-side
 //!   (UploadPartCopy) by a mesh of each size with `job.split_object_bytes` and
@@ -80,11 +87,14 @@ struct Opts {
     timeout: Duration,
     s5cmd: String,
     aws: String,
+    rclone: String,
 }
 
 const USAGE: &str =
     "usage: job-bench p1 [--nodes 1,3] [--task-objects 1000,500] [--runs 3] [--objects N] [--size 16KiB]\n\
-     \x20                   [--engine-concurrency 64] [--s5cmd PATH] [--timeout SECS]\n\
+     \x20                   [--engine-concurrency 64] [--tools rclone,aws] [--s5cmd PATH] [--timeout SECS]\n\
+     \x20      job-bench p2 [--nodes 1,3] [--runs 3] [--objects 8] [--size 128MiB] [--tools mesh,rclone,engine]\n\
+     \x20                   [--mesh-verify checksum] [--rclone PATH] [--timeout SECS]\n\
      \x20      job-bench p5 [--nodes 3,1] [--size 6GiB] [--split 1GiB] [--seed-part-size 8MiB] [--tools mesh,aws,engine]\n\
      \x20                   [--mesh-verify none|size|etag|checksum] [--aws PATH] [--timeout SECS]\n\
      \x20      job-bench latency [--nodes 1,3] [--jobs 10] [--timeout SECS]\n\
@@ -131,7 +141,16 @@ fn parse(cmd: &str, args: &[String]) -> Opts {
         }),
         s5cmd: std::env::var("S5CMD").unwrap_or_else(|_| "s5cmd".into()),
         aws: std::env::var("AWS_CLI").unwrap_or_else(|_| "aws".into()),
+        rclone: std::env::var("RCLONE").unwrap_or_else(|_| "rclone".into()),
     };
+    if cmd == "p1" {
+        o.tools = vec!["mesh".into(), "engine".into()];
+    }
+    if cmd == "p2" {
+        o.objects = 8;
+        o.tools = vec!["mesh".into(), "rclone".into(), "engine".into()];
+        o.mesh_verify = Some("checksum".into());
+    }
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().unwrap_or_else(|| usage());
@@ -152,6 +171,7 @@ fn parse(cmd: &str, args: &[String]) -> Opts {
             "--mesh-verify" => o.mesh_verify = Some(val()),
             "--s5cmd" => o.s5cmd = val(),
             "--aws" => o.aws = val(),
+            "--rclone" => o.rclone = val(),
             _ => usage(),
         }
     }
@@ -284,11 +304,17 @@ impl Mesh {
 
     /// Credential `bench` and S3 locations `src` / `dst` on the server.
     fn add_s3(&self, endpoint: &str) {
+        self.add_s3_pair(endpoint, endpoint);
+    }
+
+    /// Credential `bench`, location `src` (bucket `src`) at `src_endpoint` and `dst` (bucket
+    /// `dst`) at `dst_endpoint`.
+    fn add_s3_pair(&self, src_endpoint: &str, dst_endpoint: &str) {
         self.ok(
             &["credential", "add", "bench", "--access-key-id", "bench"],
             &[("MESH_SECRET_ACCESS_KEY", "bench-secret")],
         );
-        for (name, bucket) in [("src", "src"), ("dst", "dst")] {
+        for (name, bucket, endpoint) in [("src", "src", src_endpoint), ("dst", "dst", dst_endpoint)] {
             self.ok(
                 &[
                     "location",
@@ -608,6 +634,11 @@ fn engine_run(cx: &Ctx, t: &Target, concurrency: usize, copy_object_max: Option<
         copy_object_max,
         ..EngineOptions::default()
     };
+    engine_run_with(cx, t, eo)
+}
+
+fn engine_run_with(cx: &Ctx, t: &Target, eo: EngineOptions) -> Row {
+    let (concurrency, copy_object_max) = (eo.concurrency, eo.copy_object_max);
     let e = cx
         .rt
         .block_on(engine_copy(cx.s, t.src_path, t.dst_prefix, &eo, cx.timeout));
@@ -787,6 +818,32 @@ fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
         .print();
         let cmd = s5(&format!("s5-{run}"));
         peer_run(&cx, &Target::new("data/", &s5_prefix, n, size, run), "s5cmd", &cmd).print();
+        if o.tools.iter().any(|t| t == "rclone") {
+            let cmd = format!(
+                "{RCLONE_ENV} exec {} copy --transfers 64 --checkers 64 --s3-no-check-bucket SRC:src/data SRC:dst/rc-{run}",
+                o.rclone
+            );
+            peer_run(
+                &cx,
+                &Target::new("data/", &format!("rc-{run}/"), n, size, run),
+                "rclone",
+                &cmd,
+            )
+            .print();
+        }
+        if o.tools.iter().any(|t| t == "aws") {
+            let cmd = format!(
+                "exec {} --endpoint-url $SRC_ENDPOINT s3 cp --recursive --only-show-errors s3://src/data/ s3://dst/aws-{run}/",
+                o.aws
+            );
+            peer_run(
+                &cx,
+                &Target::new("data/", &format!("aws-{run}/"), n, size, run),
+                "aws-cli",
+                &cmd,
+            )
+            .print();
+        }
         for m in &meshes {
             for &t in &o.task_objects {
                 m.set("job.copy_task_objects", &t.to_string());
@@ -794,6 +851,83 @@ fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
                 let prefix = format!("m{}-t{t}-{run}/", m.n);
                 mesh_run(&cx, &Target::new("data/", &prefix, n, size, run), m, &label).print();
             }
+        }
+    }
+}
+
+/// rclone remotes `SRC` and `DST` on `$SRC_ENDPOINT` / `$DST_ENDPOINT` (set by the peer runner), no
+/// config file.
+const RCLONE_ENV: &str = "export RCLONE_CONFIG_SRC_TYPE=s3 RCLONE_CONFIG_SRC_PROVIDER=Other RCLONE_CONFIG_SRC_ENDPOINT=$SRC_ENDPOINT \
+    RCLONE_CONFIG_SRC_FORCE_PATH_STYLE=true RCLONE_CONFIG_SRC_ACCESS_KEY_ID=bench RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY=bench-secret \
+    RCLONE_CONFIG_SRC_REGION=us-east-1 RCLONE_CONFIG_DST_TYPE=s3 RCLONE_CONFIG_DST_PROVIDER=Other \
+    RCLONE_CONFIG_DST_ENDPOINT=$DST_ENDPOINT RCLONE_CONFIG_DST_FORCE_PATH_STYLE=true RCLONE_CONFIG_DST_ACCESS_KEY_ID=bench \
+    RCLONE_CONFIG_DST_SECRET_ACCESS_KEY=bench-secret RCLONE_CONFIG_DST_REGION=us-east-1 RCLONE_CONFIG=/dev/null;";
+
+/// P2: streaming between two servers (`--objects` × `--size`, default 8 × 128 MiB), checksum
+/// verification: the engine in-process, rclone, and `meshctl cp --verify checksum` per mesh.
+fn p2(o: &Opts, rt: &tokio::runtime::Runtime) {
+    let size = o.size.unwrap_or(128 * MIB);
+    let n = o.objects as u64;
+    let s = rt.block_on(Servers::start(true));
+    println!(
+        "SeaweedFS: source {}, destination {}",
+        s.src_endpoint(),
+        s.dst_endpoint()
+    );
+    seed_small(rt, &s, "data/", o.objects, size);
+    println!("({})", uptime_line());
+    let verify = o.mesh_verify.clone().unwrap_or_else(|| "checksum".into());
+    let meshes: Vec<Mesh> = if o.tools.iter().any(|t| t == "mesh") {
+        o.nodes
+            .iter()
+            .map(|&nodes| {
+                let mut m = Mesh::start(nodes, None);
+                m.add_s3_pair(&s.src_endpoint(), &s.dst_endpoint());
+                m.cp_flags = vec!["--verify".into(), verify.clone()];
+                m
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let cx = Ctx {
+        rt,
+        s: &s,
+        scenario: "P2",
+        timeout: o.timeout,
+    };
+    for run in 1..=o.runs {
+        println!("--- round {run} ({})", uptime_line());
+        if o.tools.iter().any(|t| t == "engine") {
+            let eo = EngineOptions {
+                concurrency: 8,
+                verify: mesh_engine::verify::Verify::Checksum,
+                ..EngineOptions::default()
+            };
+            engine_run_with(&cx, &Target::new("data/", &format!("eng-{run}/"), n, size, run), eo).print();
+        }
+        if o.tools.iter().any(|t| t == "rclone") {
+            let cmd = format!(
+                "{RCLONE_ENV} exec {} copy --transfers 8 --checkers 16 --s3-no-check-bucket SRC:src/data DST:dst/rc-{run}",
+                o.rclone
+            );
+            peer_run(
+                &cx,
+                &Target::new("data/", &format!("rc-{run}/"), n, size, run),
+                "rclone",
+                &cmd,
+            )
+            .print();
+        }
+        for m in &meshes {
+            let prefix = format!("m{}-{run}/", m.n);
+            mesh_run(
+                &cx,
+                &Target::new("data/", &prefix, n, size, run),
+                m,
+                &format!("--verify {verify}"),
+            )
+            .print();
         }
     }
 }
@@ -1379,7 +1513,7 @@ fn main() {
         table(args.get(1).unwrap_or_else(|| usage()));
         return;
     }
-    if !matches!(cmd.as_str(), "p1" | "p5" | "latency" | "plan") {
+    if !matches!(cmd.as_str(), "p1" | "p2" | "p5" | "latency" | "plan") {
         usage()
     }
     let o = parse(&cmd, &args[1..]);
@@ -1391,6 +1525,7 @@ fn main() {
     let t = Instant::now();
     match cmd.as_str() {
         "p1" => p1(&o, &rt),
+        "p2" => p2(&o, &rt),
         "p5" => p5(&o, &rt),
         "latency" => latency(&o, &rt),
         "plan" => plan(&o, &rt),
