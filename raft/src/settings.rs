@@ -99,7 +99,7 @@ const ALL: &[SettingSpec] = &[
     },
     SettingSpec {
         name: JOB_COPY_TASK_BYTES,
-        default: "1GiB",
+        default: "256MiB",
         help: "most bytes in one copy task (a listing cuts tasks at this size)",
     },
     SettingSpec {
