@@ -806,50 +806,66 @@ fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
         scenario: "P1",
         timeout: o.timeout,
     };
+    // Each round runs every copier once, starting one further along the list each round, so the
+    // server's state (it grows with every copy) and the load drift favour nobody.
+    #[derive(Clone, Copy)]
+    enum Copier {
+        Engine,
+        S5cmd,
+        Rclone,
+        Aws,
+        Mesh(usize, u32),
+    }
+    let mut copiers = vec![Copier::Engine, Copier::S5cmd];
+    if o.tools.iter().any(|t| t == "rclone") {
+        copiers.push(Copier::Rclone);
+    }
+    if o.tools.iter().any(|t| t == "aws") {
+        copiers.push(Copier::Aws);
+    }
+    for (i, _) in meshes.iter().enumerate() {
+        for &t in &o.task_objects {
+            copiers.push(Copier::Mesh(i, t));
+        }
+    }
     for run in 1..=o.runs {
         println!("--- round {run} ({})", uptime_line());
-        let (eng, s5_prefix) = (format!("eng-{run}/"), format!("s5-{run}/"));
-        engine_run(
-            &cx,
-            &Target::new("data/", &eng, n, size, run),
-            o.engine_concurrency,
-            None,
-        )
-        .print();
-        let cmd = s5(&format!("s5-{run}"));
-        peer_run(&cx, &Target::new("data/", &s5_prefix, n, size, run), "s5cmd", &cmd).print();
-        if o.tools.iter().any(|t| t == "rclone") {
-            let cmd = format!(
-                "{RCLONE_ENV} exec {} copy --transfers 64 --checkers 64 --s3-no-check-bucket SRC:src/data SRC:dst/rc-{run}",
-                o.rclone
-            );
-            peer_run(
-                &cx,
-                &Target::new("data/", &format!("rc-{run}/"), n, size, run),
-                "rclone",
-                &cmd,
-            )
-            .print();
-        }
-        if o.tools.iter().any(|t| t == "aws") {
-            let cmd = format!(
-                "exec {} --endpoint-url $SRC_ENDPOINT s3 cp --recursive --only-show-errors s3://src/data/ s3://dst/aws-{run}/",
-                o.aws
-            );
-            peer_run(
-                &cx,
-                &Target::new("data/", &format!("aws-{run}/"), n, size, run),
-                "aws-cli",
-                &cmd,
-            )
-            .print();
-        }
-        for m in &meshes {
-            for &t in &o.task_objects {
-                m.set("job.copy_task_objects", &t.to_string());
-                let label = format!("copy_task_objects {t}");
-                let prefix = format!("m{}-t{t}-{run}/", m.n);
-                mesh_run(&cx, &Target::new("data/", &prefix, n, size, run), m, &label).print();
+        let mut order = copiers.clone();
+        order.rotate_left((run - 1) % copiers.len());
+        for c in order {
+            fn target(prefix: &str, n: u64, size: u64, run: usize) -> Target<'_> {
+                Target::new("data/", prefix, n, size, run)
+            }
+            match c {
+                Copier::Engine => {
+                    let prefix = format!("eng-{run}/");
+                    engine_run(&cx, &target(&prefix, n, size, run), o.engine_concurrency, None).print();
+                }
+                Copier::S5cmd => {
+                    let prefix = format!("s5-{run}/");
+                    peer_run(&cx, &target(&prefix, n, size, run), "s5cmd", &s5(&format!("s5-{run}"))).print();
+                }
+                Copier::Rclone => {
+                    let cmd = format!(
+                        "{RCLONE_ENV} exec {} copy --transfers 64 --checkers 64 --s3-no-check-bucket SRC:src/data SRC:dst/rc-{run}",
+                        o.rclone
+                    );
+                    peer_run(&cx, &target(&format!("rc-{run}/"), n, size, run), "rclone", &cmd).print();
+                }
+                Copier::Aws => {
+                    let cmd = format!(
+                        "exec {} --endpoint-url $SRC_ENDPOINT s3 cp --recursive --only-show-errors s3://src/data/ s3://dst/aws-{run}/",
+                        o.aws
+                    );
+                    peer_run(&cx, &target(&format!("aws-{run}/"), n, size, run), "aws-cli", &cmd).print();
+                }
+                Copier::Mesh(i, t) => {
+                    let m = &meshes[i];
+                    m.set("job.copy_task_objects", &t.to_string());
+                    let label = format!("copy_task_objects {t}");
+                    let prefix = format!("m{}-t{t}-{run}/", m.n);
+                    mesh_run(&cx, &target(&prefix, n, size, run), m, &label).print();
+                }
             }
         }
     }
@@ -893,41 +909,56 @@ fn p2(o: &Opts, rt: &tokio::runtime::Runtime) {
     let cx = Ctx {
         rt,
         s: &s,
-        scenario: "P2",
+        // Large and small objects are two lines of the table.
+        scenario: if size >= 64 * MIB { "P2" } else { "P2 small" },
         timeout: o.timeout,
     };
+    // Rotated each round, as in p1.
+    let mut copiers: Vec<Option<usize>> = Vec::new(); // None: engine / rclone markers below
+    let (engine, rclone) = (
+        o.tools.iter().any(|t| t == "engine"),
+        o.tools.iter().any(|t| t == "rclone"),
+    );
+    const ENGINE: usize = usize::MAX;
+    const RCLONE: usize = usize::MAX - 1;
+    if engine {
+        copiers.push(Some(ENGINE));
+    }
+    if rclone {
+        copiers.push(Some(RCLONE));
+    }
+    copiers.extend((0..meshes.len()).map(Some));
     for run in 1..=o.runs {
         println!("--- round {run} ({})", uptime_line());
-        if o.tools.iter().any(|t| t == "engine") {
-            let eo = EngineOptions {
-                concurrency: 8,
-                verify: mesh_engine::verify::Verify::Checksum,
-                ..EngineOptions::default()
-            };
-            engine_run_with(&cx, &Target::new("data/", &format!("eng-{run}/"), n, size, run), eo).print();
-        }
-        if o.tools.iter().any(|t| t == "rclone") {
-            let cmd = format!(
-                "{RCLONE_ENV} exec {} copy --transfers 8 --checkers 16 --s3-no-check-bucket SRC:src/data DST:dst/rc-{run}",
-                o.rclone
-            );
-            peer_run(
-                &cx,
-                &Target::new("data/", &format!("rc-{run}/"), n, size, run),
-                "rclone",
-                &cmd,
-            )
-            .print();
-        }
-        for m in &meshes {
-            let prefix = format!("m{}-{run}/", m.n);
-            mesh_run(
-                &cx,
-                &Target::new("data/", &prefix, n, size, run),
-                m,
-                &format!("--verify {verify}"),
-            )
-            .print();
+        let mut order = copiers.clone();
+        let len = order.len().max(1);
+        order.rotate_left((run - 1) % len);
+        for c in order.into_iter().flatten() {
+            fn target(prefix: &str, n: u64, size: u64, run: usize) -> Target<'_> {
+                Target::new("data/", prefix, n, size, run)
+            }
+            match c {
+                ENGINE => {
+                    let eo = EngineOptions {
+                        concurrency: 8,
+                        verify: mesh_engine::verify::Verify::Checksum,
+                        ..EngineOptions::default()
+                    };
+                    engine_run_with(&cx, &target(&format!("eng-{run}/"), n, size, run), eo).print();
+                }
+                RCLONE => {
+                    let cmd = format!(
+                        "{RCLONE_ENV} exec {} copy --transfers 8 --checkers 16 --s3-no-check-bucket SRC:src/data DST:dst/rc-{run}",
+                        o.rclone
+                    );
+                    peer_run(&cx, &target(&format!("rc-{run}/"), n, size, run), "rclone", &cmd).print();
+                }
+                i => {
+                    let m = &meshes[i];
+                    let prefix = format!("m{}-{run}/", m.n);
+                    mesh_run(&cx, &target(&prefix, n, size, run), m, &format!("--verify {verify}")).print();
+                }
+            }
         }
     }
 }
