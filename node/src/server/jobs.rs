@@ -12,7 +12,7 @@
 //!   the nodes running them ([`job_view`]). Reads are linearizable unless asked otherwise.
 //! - **Control** proposes pause / resume / cancel; the state machine refuses a transition that
 //!   does not apply (FAILED_PRECONDITION).
-//! - **Watch** streams the job's view as this node applies changes to it (see [`follow`]), so
+//! - **Watch** streams the job's view as this node applies changes to it (see `follow`), so
 //!   clients stop polling `Get`.
 //! - **Logs** returns the job's events; **Report** reads the report object the job wrote when it
 //!   ended (through the location's store, like the worker) a page at a time: at most `max_bytes`
