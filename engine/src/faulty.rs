@@ -125,6 +125,8 @@ pub struct FaultyStore {
     counts: Mutex<RequestCounts>,
     rules: Mutex<Vec<Rule>>,
     keeps_metadata: Option<bool>,
+    /// Requests inside a `Delay` fault now, and the most there ever were at once.
+    delaying: Mutex<(usize, usize)>,
 }
 
 impl FaultyStore {
@@ -134,6 +136,7 @@ impl FaultyStore {
             counts: Mutex::default(),
             rules: Mutex::default(),
             keeps_metadata: None,
+            delaying: Mutex::default(),
         }
     }
     /// Overrides `copy_keeps_metadata()`: `false` makes the engine treat the store as one whose
@@ -160,6 +163,11 @@ impl FaultyStore {
     }
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
+    }
+    /// The most requests that were inside a `Delay` fault at the same time: with a delay on an
+    /// operation, how many of it the caller had in flight at once.
+    pub fn max_concurrent_delayed(&self) -> usize {
+        self.delaying.lock().unwrap().1
     }
 
     /// The faults of the rules matching (op, key), using up counted rules.
@@ -205,7 +213,13 @@ impl FaultyStore {
         let faults = self.matching(op, key);
         for f in &faults {
             if let Fault::Delay(d) = f {
+                {
+                    let mut g = self.delaying.lock().unwrap();
+                    g.0 += 1;
+                    g.1 = g.1.max(g.0);
+                }
                 tokio::time::sleep(*d).await;
+                self.delaying.lock().unwrap().0 -= 1;
             }
         }
         if let Some(Fault::Fail(e)) = faults.iter().find(|f| matches!(f, Fault::Fail(_))) {

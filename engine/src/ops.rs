@@ -143,9 +143,10 @@ pub struct RangeOptions {
     /// `large_concurrency × parts_in_flight × part_size` (4 × 4 × 8 MiB = 128 MiB by default).
     pub large_concurrency: usize,
     /// Limits shared with the other ranges running in this process (a job worker's node-wide
-    /// budget): every object in flight also holds an `objects` permit, and a streamed multipart
-    /// object a `large` permit instead of this range's own `large_concurrency` — so one range
-    /// alone may use the whole budget, and several share it.
+    /// budget): every object in flight also holds an `objects` permit, a streamed one also a
+    /// `streams` permit, and a streamed multipart object a `large` permit instead of this range's
+    /// own `large_concurrency` — so one range alone may use the whole budget, and several share
+    /// it.
     pub shared: Option<SharedLimits>,
     /// Keys per LIST request (S3 caps it at 1,000).
     pub page_size: usize,
@@ -172,15 +173,22 @@ pub struct RangeOptions {
 /// Concurrency budgets several ranges share (see [`RangeOptions::shared`]).
 #[derive(Clone, Debug)]
 pub struct SharedLimits {
+    /// Objects in flight.
     pub objects: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Of those, objects streamed through this process (any size): many small server-side
+    /// copies in flight cost the node nothing, many streams thrash the stores and the node.
+    pub streams: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Of those, streamed multipart objects (each buffers up to `parts_in_flight` parts).
     pub large: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl SharedLimits {
-    pub fn new(objects: usize, large: usize) -> SharedLimits {
+    pub fn new(objects: usize, streams: usize, large: usize) -> SharedLimits {
+        let sem = |n: usize| std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1)));
         SharedLimits {
-            objects: std::sync::Arc::new(tokio::sync::Semaphore::new(objects.max(1))),
-            large: std::sync::Arc::new(tokio::sync::Semaphore::new(large.max(1))),
+            objects: sem(objects),
+            streams: sem(streams),
+            large: sem(large),
         }
     }
 }
@@ -513,13 +521,15 @@ pub async fn run_range(
                 dst: d,
             } => {
                 let t = Tally::default();
-                let big = !opts.dry_run
-                    && s.size > 0
-                    && s.size >= copts.multipart_threshold
-                    && choose_mode(src, &s.key, dst, copts) == CopyMode::Streaming;
+                let streamed = !opts.dry_run && choose_mode(src, &s.key, dst, copts) == CopyMode::Streaming;
+                let big = streamed && s.size > 0 && s.size >= copts.multipart_threshold;
                 let _permit = match &opts.shared {
                     Some(sh) => sh.objects.acquire().await.ok(),
                     None => None,
+                };
+                let _stream = match &opts.shared {
+                    Some(sh) if streamed => sh.streams.acquire().await.ok(),
+                    _ => None,
                 };
                 let _slot = match (&opts.shared, big) {
                     (_, false) => None,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::checksum;
 use super::faulty::{Fault, FaultyStore, Op, Rule};
 use super::filter::Filter;
-use super::ops::{Action, KeyMap, RangeOp, RangeOptions, SkipReason};
+use super::ops::{Action, KeyMap, RangeOp, RangeOptions, SharedLimits, SkipReason};
 use super::store::*;
 use super::testkit::*;
 use super::transfer::*;
@@ -854,4 +854,53 @@ async fn a_resumed_move_reports_what_an_earlier_run_moved() {
     );
     assert_eq!((sum.copied, sum.skipped, sum.deleted), (1, 1, 1));
     assert_eq!(keys(&src).await, vec!["d"]);
+}
+
+/// Two ranges sharing a job worker's node-wide budget stream at most `streams` objects at once
+/// between them, whatever each range's own concurrency; without the shared budget they do not.
+#[tokio::test]
+async fn ranges_sharing_a_budget_stream_within_it() {
+    async fn max_puts_at_once(shared: Option<SharedLimits>) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = pair(&dir);
+        let keys: Vec<String> = (0..12)
+            .map(|i| format!("{}/k{i:02}", if i < 6 { "a" } else { "b" }))
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        fill(&src, &refs).await;
+        dst.inject(Rule::new(&[Op::Put], Fault::Delay(Duration::from_millis(50))));
+        let opts = RangeOptions {
+            concurrency: 16,
+            shared,
+            ..ropts(CopyOptions::default())
+        };
+        let (ra, rb) = (
+            KeyRange {
+                prefix: "a/".into(),
+                ..Default::default()
+            },
+            KeyRange {
+                prefix: "b/".into(),
+                ..Default::default()
+            },
+        );
+        let map = KeyMap::identity();
+        let filter = Filter::new();
+        let ((a, _), (b, _)) = tokio::join!(
+            run_collect(RangeOp::Copy, &src, &dst, &ra, &map, &filter, &opts),
+            run_collect(RangeOp::Copy, &src, &dst, &rb, &map, &filter, &opts),
+        );
+        assert_eq!((a.copied, b.copied), (6, 6));
+        dst.max_concurrent_delayed()
+    }
+    let shared = max_puts_at_once(Some(SharedLimits::new(64, 2, 1))).await;
+    assert!(
+        (1..=2).contains(&shared),
+        "{shared} PUTs at once with a shared budget of 2 streams"
+    );
+    let alone = max_puts_at_once(None).await;
+    assert!(
+        alone > 2,
+        "without the shared budget the ranges streamed {alone} at once"
+    );
 }
