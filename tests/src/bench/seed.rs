@@ -23,6 +23,8 @@ pub struct Servers {
     pub clients: S3Clients,
     pub src: Arc<dyn ObjectStore>,
     pub dst: Arc<dyn ObjectStore>,
+    /// The delay proxy every client goes through, and its endpoint ([`Servers::start_delayed`]).
+    pub delay: Option<(crate::proxy::FaultProxy, String)>,
 }
 
 impl Servers {
@@ -55,7 +57,31 @@ impl Servers {
             clients,
             src,
             dst,
+            delay: None,
         }
+    }
+
+    /// One server with both buckets behind a userspace delay proxy that adds `rtt / 2` each way
+    /// (P4: netem is not available). Every client — the engine's stores, the peers'
+    /// `$SRC_ENDPOINT`, the mesh's locations — goes through the proxy; the metrics do not.
+    pub async fn start_delayed(rtt: Duration) -> Servers {
+        let mut s = Servers::start(false).await;
+        let target = s.servers[0].s3_addr();
+        let bind = std::net::SocketAddr::from((s.servers[0].ip(), 0));
+        let proxy = crate::proxy::FaultProxy::start(&tokio::runtime::Handle::current(), bind, target)
+            .unwrap_or_else(|e| die(&format!("delay proxy: {e}")));
+        proxy.set_delay(rtt / 2);
+        let endpoint = format!("http://{}", proxy.addr());
+        let store = open_store(&s3_spec(&endpoint, "src"), &s.clients)
+            .await
+            .unwrap_or_else(|e| die(&e.to_string()));
+        let dst = open_store(&s3_spec(&endpoint, "dst"), &s.clients)
+            .await
+            .unwrap_or_else(|e| die(&e.to_string()));
+        s.src = store;
+        s.dst = dst;
+        s.delay = Some((proxy, endpoint));
+        s
     }
 
     /// The server of bucket `src`.
@@ -64,11 +90,17 @@ impl Servers {
     }
 
     pub fn src_endpoint(&self) -> String {
-        self.servers[0].endpoint()
+        match &self.delay {
+            Some((_, e)) => e.clone(),
+            None => self.servers[0].endpoint(),
+        }
     }
 
     pub fn dst_endpoint(&self) -> String {
-        self.servers.last().expect("a server").endpoint()
+        match &self.delay {
+            Some((_, e)) => e.clone(),
+            None => self.servers.last().expect("a server").endpoint(),
+        }
     }
 }
 

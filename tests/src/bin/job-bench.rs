@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! job-bench p1 [--nodes 1,3] [--task-objects 1000,500] [--runs 3] [--objects 5000] [--size 16KiB]
-//!              [--engine-concurrency 64] [--tools rclone,aws] [--s5cmd PATH] [--timeout SECS]
+//!              [--engine-concurrency 64] [--tools rclone,aws] [--rtt-ms 30] [--s5cmd PATH] [--timeout SECS]
 //! job-bench p2 [--nodes 1,3] [--runs 3] [--objects 8] [--size 128MiB] [--tools mesh,rclone,engine]
 //!              [--mesh-verify checksum] [--rclone PATH] [--timeout SECS]
 //! job-bench p5 [--nodes 3,1] [--size 6GiB] [--split 1GiB] [--seed-part-size 8MiB] [--tools mesh,aws,engine]
@@ -23,6 +23,8 @@
 //!   for each mesh and each `job.copy_task_objects` value `meshctl cp src:data/ dst:PREFIX/
 //!   --wait`. Wall time = the meshctl process (submit + `--wait`, which polls every 500 ms); job
 //!   time = the job's own `ended_at_ms − created_at_ms`.
+//!   With `--rtt-ms N` (P4) every client reaches the server through a userspace delay proxy
+//!   (`FaultProxy::set_delay`, N/2 ms each way).
 //! - **p2**: two SeaweedFS servers; `--objects` × `--size` (8 × 128 MiB) under `src/data/` on the
 //!   first, streamed to the second by the engine in-process (verify checksum, concurrency 8),
 //!   rclone (`copy --transfers 8 --checkers 16`) and `meshctl cp --verify checksum --wait` on each
@@ -88,11 +90,13 @@ struct Opts {
     s5cmd: String,
     aws: String,
     rclone: String,
+    /// p1: a delay proxy in front of the server adding this round trip (P4).
+    rtt_ms: Option<u64>,
 }
 
 const USAGE: &str =
     "usage: job-bench p1 [--nodes 1,3] [--task-objects 1000,500] [--runs 3] [--objects N] [--size 16KiB]\n\
-     \x20                   [--engine-concurrency 64] [--tools rclone,aws] [--s5cmd PATH] [--timeout SECS]\n\
+     \x20                   [--engine-concurrency 64] [--tools rclone,aws] [--rtt-ms 30] [--s5cmd PATH] [--timeout SECS]\n\
      \x20      job-bench p2 [--nodes 1,3] [--runs 3] [--objects 8] [--size 128MiB] [--tools mesh,rclone,engine]\n\
      \x20                   [--mesh-verify checksum] [--rclone PATH] [--timeout SECS]\n\
      \x20      job-bench p5 [--nodes 3,1] [--size 6GiB] [--split 1GiB] [--seed-part-size 8MiB] [--tools mesh,aws,engine]\n\
@@ -142,6 +146,7 @@ fn parse(cmd: &str, args: &[String]) -> Opts {
         s5cmd: std::env::var("S5CMD").unwrap_or_else(|_| "s5cmd".into()),
         aws: std::env::var("AWS_CLI").unwrap_or_else(|_| "aws".into()),
         rclone: std::env::var("RCLONE").unwrap_or_else(|_| "rclone".into()),
+        rtt_ms: None,
     };
     if cmd == "p1" {
         o.tools = vec!["mesh".into(), "engine".into()];
@@ -172,6 +177,7 @@ fn parse(cmd: &str, args: &[String]) -> Opts {
             "--s5cmd" => o.s5cmd = val(),
             "--aws" => o.aws = val(),
             "--rclone" => o.rclone = val(),
+            "--rtt-ms" => o.rtt_ms = Some(val().parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
     }
@@ -779,7 +785,18 @@ async fn trace_job(mut cl: meshctl::client::Clients, stop: Arc<std::sync::atomic
 fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
     let size = o.size.unwrap_or(16 * KIB);
     let n = o.objects as u64;
-    let s = start_server(rt);
+    let s = match o.rtt_ms {
+        Some(ms) => {
+            let s = rt.block_on(Servers::start_delayed(Duration::from_millis(ms)));
+            println!(
+                "SeaweedFS at {} behind a {ms} ms round-trip delay proxy at {}",
+                s.first().endpoint(),
+                s.src_endpoint()
+            );
+            s
+        }
+        None => start_server(rt),
+    };
     seed_small(rt, &s, "data/", o.objects, size);
     println!("({})", uptime_line());
     let s5 = |prefix: &str| {
