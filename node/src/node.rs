@@ -72,12 +72,46 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// See [`Node::applied_watch`].
+pub struct AppliedWatch {
+    metrics: tokio::sync::watch::Receiver<RaftMetrics<NodeId, openraft::BasicNode>>,
+    state: StateReader,
+    seen: Option<openraft::LogId<NodeId>>,
+}
+
+impl AppliedWatch {
+    /// Returns once an entry has been applied since the last return (at once if one was applied
+    /// meanwhile); false when Raft has stopped. Cancel-safe, for `select!`.
+    pub async fn changed(&mut self) -> bool {
+        loop {
+            let applied = self.state.last_applied();
+            if applied != self.seen {
+                self.seen = applied;
+                return true;
+            }
+            if self.metrics.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
 impl Node {
     /// Stops the node because it cannot go on: keeps the first reason (the node exits 1 with it)
     /// and fires the shutdown signal.
     pub fn fatal(&self, reason: impl Into<String>) {
         self.fatal.lock().unwrap().get_or_insert_with(|| reason.into());
         self.shutdown.cancel();
+    }
+
+    /// Waits for entries applied to this node's state machine: what event-driven duties (the job
+    /// scheduler, the job worker, `JobService.Watch`) select on.
+    pub fn applied_watch(&self) -> AppliedWatch {
+        AppliedWatch {
+            metrics: self.raft.metrics(),
+            state: self.state.clone(),
+            seen: self.state.last_applied(),
+        }
     }
 
     /// A copy of the current Raft metrics (never hold the watch borrow across an await).

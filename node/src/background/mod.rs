@@ -214,21 +214,15 @@ async fn drive(worker: Arc<dyn Worker>, node: Arc<Node>, stop: CancellationToken
     let mut ticker = tokio::time::interval(worker.period());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let on_apply = worker.wakes_on_apply();
-    let mut metrics = node.raft.metrics();
-    let mut seen_applied = node.state.last_applied();
+    let mut applied = node.applied_watch();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = ticker.tick() => {}
-            changed = metrics.changed(), if on_apply => {
-                if changed.is_err() {
+            alive = applied.changed(), if on_apply => {
+                if !alive {
                     break;
                 }
-                let applied = node.state.last_applied();
-                if applied == seen_applied {
-                    continue;
-                }
-                seen_applied = applied;
             }
         }
         if worker.needs_cluster() && node.state.cluster().is_none() {

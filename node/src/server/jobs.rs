@@ -83,7 +83,7 @@ fn watched(v: &pb::JobView) -> pb::JobView {
 /// Feeds one `Watch` stream from this node's applied state until the job ends, the client goes
 /// away or the node shuts down.
 async fn follow(node: Arc<Node>, id: String, tx: tokio::sync::mpsc::Sender<Result<pb::JobView, Status>>) {
-    let mut metrics = node.raft.metrics();
+    let mut applied = node.applied_watch();
     let mut last: Option<(pb::JobView, tokio::time::Instant)> = None;
     loop {
         let Some(job) = node.state.job(&id) else {
@@ -114,8 +114,8 @@ async fn follow(node: Arc<Node>, id: String, tx: tokio::sync::mpsc::Sender<Resul
                 return;
             }
             _ = tx.closed() => return,
-            changed = metrics.changed() => {
-                if changed.is_err() {
+            alive = applied.changed() => {
+                if !alive {
                     return;
                 }
             }

@@ -85,22 +85,16 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     // Event-driven: an applied entry (an assignment, a withdrawal) starts or stops tasks at once,
     // a task with news (planned tasks, its end) is reported at once; the periodic watch is the
     // safety net.
-    let mut metrics = node.raft.metrics();
-    let mut seen_applied = node.state.last_applied();
+    let mut applied = node.applied_watch();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = watch.tick() => {}
             _ = ctx.wake.notified() => {}
-            changed = metrics.changed() => {
-                if changed.is_err() {
+            alive = applied.changed() => {
+                if !alive {
                     break;
                 }
-                let applied = node.state.last_applied();
-                if applied == seen_applied {
-                    continue;
-                }
-                seen_applied = applied;
             }
         }
         start_and_stop(&node, &ctx, &mut running, &stop);
