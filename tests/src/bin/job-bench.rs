@@ -782,6 +782,32 @@ async fn trace_job(mut cl: meshctl::client::Clients, stop: Arc<std::sync::atomic
 
 // ---------------------------------------------------------------- scenarios
 
+/// One copier of a scenario's round: the engine in-process, a peer tool, or mesh `i` (with its
+/// `job.copy_task_objects`, in p1).
+#[derive(Clone, Copy)]
+enum Copier {
+    Engine,
+    S5cmd,
+    Rclone,
+    Aws,
+    Mesh(usize, Option<u32>),
+}
+
+/// The copiers of round `run` (from 1): each round runs every copier once, starting one further
+/// along the list, so the server's state (it grows with every copy) and the load drift favour
+/// nobody.
+fn rotated(copiers: &[Copier], run: usize) -> Vec<Copier> {
+    let mut order = copiers.to_vec();
+    let len = order.len().max(1);
+    order.rotate_left((run - 1) % len);
+    order
+}
+
+/// A copy of `n` objects of `size` from `src/data/` to `dst/<prefix>` in round `run`.
+fn target(prefix: &str, n: u64, size: u64, run: usize) -> Target<'_> {
+    Target::new("data/", prefix, n, size, run)
+}
+
 fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
     let size = o.size.unwrap_or(16 * KIB);
     let n = o.objects as u64;
@@ -823,16 +849,6 @@ fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
         scenario: "P1",
         timeout: o.timeout,
     };
-    // Each round runs every copier once, starting one further along the list each round, so the
-    // server's state (it grows with every copy) and the load drift favour nobody.
-    #[derive(Clone, Copy)]
-    enum Copier {
-        Engine,
-        S5cmd,
-        Rclone,
-        Aws,
-        Mesh(usize, u32),
-    }
     let mut copiers = vec![Copier::Engine, Copier::S5cmd];
     if o.tools.iter().any(|t| t == "rclone") {
         copiers.push(Copier::Rclone);
@@ -842,17 +858,12 @@ fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
     }
     for (i, _) in meshes.iter().enumerate() {
         for &t in &o.task_objects {
-            copiers.push(Copier::Mesh(i, t));
+            copiers.push(Copier::Mesh(i, Some(t)));
         }
     }
     for run in 1..=o.runs {
         println!("--- round {run} ({})", uptime_line());
-        let mut order = copiers.clone();
-        order.rotate_left((run - 1) % copiers.len());
-        for c in order {
-            fn target(prefix: &str, n: u64, size: u64, run: usize) -> Target<'_> {
-                Target::new("data/", prefix, n, size, run)
-            }
+        for c in rotated(&copiers, run) {
             match c {
                 Copier::Engine => {
                     let prefix = format!("eng-{run}/");
@@ -878,6 +889,7 @@ fn p1(o: &Opts, rt: &tokio::runtime::Runtime) {
                 }
                 Copier::Mesh(i, t) => {
                     let m = &meshes[i];
+                    let t = t.expect("p1 meshes run with a task size");
                     m.set("job.copy_task_objects", &t.to_string());
                     let label = format!("copy_task_objects {t}");
                     let prefix = format!("m{}-t{t}-{run}/", m.n);
@@ -930,32 +942,19 @@ fn p2(o: &Opts, rt: &tokio::runtime::Runtime) {
         scenario: if size >= 64 * MIB { "P2" } else { "P2 small" },
         timeout: o.timeout,
     };
-    // Rotated each round, as in p1.
-    let mut copiers: Vec<Option<usize>> = Vec::new(); // None: engine / rclone markers below
-    let (engine, rclone) = (
-        o.tools.iter().any(|t| t == "engine"),
-        o.tools.iter().any(|t| t == "rclone"),
-    );
-    const ENGINE: usize = usize::MAX;
-    const RCLONE: usize = usize::MAX - 1;
-    if engine {
-        copiers.push(Some(ENGINE));
+    let mut copiers = Vec::new();
+    if o.tools.iter().any(|t| t == "engine") {
+        copiers.push(Copier::Engine);
     }
-    if rclone {
-        copiers.push(Some(RCLONE));
+    if o.tools.iter().any(|t| t == "rclone") {
+        copiers.push(Copier::Rclone);
     }
-    copiers.extend((0..meshes.len()).map(Some));
+    copiers.extend((0..meshes.len()).map(|i| Copier::Mesh(i, None)));
     for run in 1..=o.runs {
         println!("--- round {run} ({})", uptime_line());
-        let mut order = copiers.clone();
-        let len = order.len().max(1);
-        order.rotate_left((run - 1) % len);
-        for c in order.into_iter().flatten() {
-            fn target(prefix: &str, n: u64, size: u64, run: usize) -> Target<'_> {
-                Target::new("data/", prefix, n, size, run)
-            }
+        for c in rotated(&copiers, run) {
             match c {
-                ENGINE => {
+                Copier::Engine => {
                     let eo = EngineOptions {
                         concurrency: 8,
                         verify: mesh_engine::verify::Verify::Checksum,
@@ -963,14 +962,15 @@ fn p2(o: &Opts, rt: &tokio::runtime::Runtime) {
                     };
                     engine_run_with(&cx, &target(&format!("eng-{run}/"), n, size, run), eo).print();
                 }
-                RCLONE => {
+                Copier::Rclone => {
                     let cmd = format!(
                         "{RCLONE_ENV} exec {} copy --transfers 8 --checkers 16 --s3-no-check-bucket SRC:src/data DST:dst/rc-{run}",
                         o.rclone
                     );
                     peer_run(&cx, &target(&format!("rc-{run}/"), n, size, run), "rclone", &cmd).print();
                 }
-                i => {
+                Copier::S5cmd | Copier::Aws => unreachable!("not a P2 copier"),
+                Copier::Mesh(i, _) => {
                     let m = &meshes[i];
                     let prefix = format!("m{}-{run}/", m.n);
                     mesh_run(&cx, &target(&prefix, n, size, run), m, &format!("--verify {verify}")).print();
