@@ -593,17 +593,16 @@ fn fail_blocked(t: &mut Tables, job_id: &str, kind: i32, task_id: u64, group: u6
     } else {
         return;
     };
-    let mut failed = 0;
-    for (_, task) in t
+    let failed = t
         .tasks
-        .range_mut((job_id.to_string(), 0)..=(job_id.to_string(), u64::MAX))
-    {
-        if task.group == group && task.state == TaskState::Blocked as i32 {
-            task.state = TaskState::Failed as i32;
-            task.last_error = format!("task {task_id} ({}) of this object failed", task_kind_name(kind));
-            failed += 1;
-        }
-    }
+        .update_range((job_id.to_string(), 0)..=(job_id.to_string(), u64::MAX), |task| {
+            let blocked = task.group == group && task.state == TaskState::Blocked as i32;
+            if blocked {
+                task.state = TaskState::Failed as i32;
+                task.last_error = format!("task {task_id} ({}) of this object failed", task_kind_name(kind));
+            }
+            blocked
+        }) as u32;
     if let Some(job) = t.jobs.get_mut(job_id) {
         job.open_tasks = job.open_tasks.saturating_sub(failed);
     }
@@ -738,12 +737,15 @@ pub fn control(t: &mut Tables, c: &pb::ControlJob, at: u64) -> Result<(), Refusa
             job.state = JobState::Paused as i32;
             job.paused_at_ms = at;
             event(job, at, 0, format!("paused by {by}"));
-            for (_, task) in t.tasks.range_mut((c.job_id.clone(), 0)..=(c.job_id.clone(), u64::MAX)) {
-                if task.state == TaskState::Assigned as i32 {
-                    task.state = TaskState::Pending as i32;
-                    task.node_id = 0;
-                }
-            }
+            t.tasks
+                .update_range((c.job_id.clone(), 0)..=(c.job_id.clone(), u64::MAX), |task| {
+                    let assigned = task.state == TaskState::Assigned as i32;
+                    if assigned {
+                        task.state = TaskState::Pending as i32;
+                        task.node_id = 0;
+                    }
+                    assigned
+                });
         }
         JobAction::Resume => {
             if state != JobState::Paused {
@@ -780,13 +782,16 @@ pub fn control(t: &mut Tables, c: &pb::ControlJob, at: u64) -> Result<(), Refusa
                 job.paused_at_ms = 0;
             }
             event(job, at, 0, format!("cancelled by {by}; aborting open uploads"));
-            for (_, task) in t.tasks.range_mut((c.job_id.clone(), 0)..=(c.job_id.clone(), u64::MAX)) {
-                if is_open(task) {
-                    task.state = TaskState::Failed as i32;
-                    task.last_error = "cancelled".into();
-                    task.node_id = 0;
-                }
-            }
+            t.tasks
+                .update_range((c.job_id.clone(), 0)..=(c.job_id.clone(), u64::MAX), |task| {
+                    let open = is_open(task);
+                    if open {
+                        task.state = TaskState::Failed as i32;
+                        task.last_error = "cancelled".into();
+                        task.node_id = 0;
+                    }
+                    open
+                });
             maybe_finalize(t, &c.job_id, at);
         }
         JobAction::Unspecified => return Err(invalid("ControlJob without an action")),
@@ -794,11 +799,7 @@ pub fn control(t: &mut Tables, c: &pb::ControlJob, at: u64) -> Result<(), Refusa
     Ok(())
 }
 
-fn job_tasks_any(
-    tasks: &std::collections::BTreeMap<TaskKey, pb::Task>,
-    job_id: &str,
-    f: impl Fn(&pb::Task) -> bool,
-) -> bool {
+fn job_tasks_any(tasks: &crate::Table<TaskKey, pb::Task>, job_id: &str, f: impl Fn(&pb::Task) -> bool) -> bool {
     tasks
         .range((job_id.to_string(), 0)..=(job_id.to_string(), u64::MAX))
         .any(|(_, x)| f(x))
@@ -807,13 +808,15 @@ fn job_tasks_any(
 /// ReleaseTasks: the node's assigned tasks become pending again, keeping their checkpoints.
 pub fn release(t: &mut Tables, r: &pb::ReleaseTasks, at: u64) -> Result<(), Refusal> {
     let mut released: Vec<(String, u64, i32)> = Vec::new();
-    for (_, task) in t.tasks.iter_mut() {
-        if task.state == TaskState::Assigned as i32 && task.node_id == r.node_id {
+    t.tasks.update_all(|task| {
+        let theirs = task.state == TaskState::Assigned as i32 && task.node_id == r.node_id;
+        if theirs {
             task.state = TaskState::Pending as i32;
             task.node_id = 0;
             released.push((task.job_id.clone(), task.id, task.kind));
         }
-    }
+        theirs
+    });
     for (job_id, id, kind) in released {
         if let Some(job) = t.jobs.get_mut(&job_id) {
             let text = format!(

@@ -30,6 +30,7 @@ mod jobs_tests;
 mod log_store;
 pub mod settings;
 mod state_machine;
+mod table;
 mod tables;
 
 pub use codec::CodecError;
@@ -37,6 +38,7 @@ pub use db::FORMAT_VERSION;
 pub use error::StoreError;
 pub use log_store::LogStore;
 pub use state_machine::{SnapshotBuilder, StateMachineStore};
+pub use table::Table;
 pub use tables::{AppliedState, StateReader, Tables};
 
 pub use openraft;

@@ -7,10 +7,15 @@
 //! - `a/last_applied` LogId, `a/membership` StoredMembership;
 //! - `x/snapshot_meta` SnapshotMeta, `x/snapshot_data` SnapshotData bytes, `x/snapshot_counter`.
 //!
-//! Each `apply` call runs the pure [`crate::apply::apply_command`] on a copy of the in-memory
-//! state, writes the changed rows together with last-applied and membership as one sled batch
-//! (atomic), flushes, and only then publishes the new state to readers. A crash therefore leaves
-//! either the old or the new state, never tables and last-applied out of step.
+//! Each `apply` call runs the pure [`crate::apply::apply_command`] on the in-memory state in
+//! place (under the readers' lock, so readers see a batch whole or not at all), then writes the
+//! rows the batch changed ([`crate::Table::take_changed`]) together with last-applied and
+//! membership as one sled batch (atomic) and flushes before returning. The cost of an apply
+//! therefore follows what its entries change, not the size of the tables. A crash leaves either
+//! the old or the new rows on disk, never tables and last-applied out of step; readers may see a
+//! batch a moment before its flush, which is safe because every applied entry is committed and
+//! already flushed in the log, so a restart re-applies it to the same state. A failed sled write
+//! is a storage error: openraft stops the node, which reloads the flushed state when restarted.
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock};
@@ -70,19 +75,18 @@ fn task_key(k: &crate::jobs::TaskKey) -> Vec<u8> {
     [P_TASK, k.0.as_bytes(), &[0], &k.1.to_be_bytes()].concat()
 }
 
-/// Writes to `batch` the changes of one name-keyed table.
-fn diff_map<V: PartialEq + Message>(
+/// Writes to `batch` the rows of `table` changed since the last write (present: the row,
+/// absent: a delete), and clears its record of changes.
+fn write_changed<K: Ord + Clone, V>(
     batch: &mut sled::Batch,
-    old: &std::collections::BTreeMap<String, V>,
-    new: &std::collections::BTreeMap<String, V>,
-    key: fn(&str) -> Vec<u8>,
+    table: &mut crate::Table<K, V>,
+    key: impl Fn(&K) -> Vec<u8>,
+    encode: impl Fn(&V) -> Vec<u8>,
 ) {
-    for name in old.keys().filter(|n| !new.contains_key(*n)) {
-        batch.remove(key(name));
-    }
-    for (name, v) in new {
-        if old.get(name) != Some(v) {
-            batch.insert(key(name), v.encode_to_vec());
+    for k in table.take_changed() {
+        match table.get(&k) {
+            Some(v) => batch.insert(key(&k), encode(v)),
+            None => batch.remove(key(&k)),
         }
     }
 }
@@ -124,6 +128,41 @@ impl StateMachineStore {
 
     fn publish(&self, s: AppliedState) {
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// Applies `entries` in place and returns their responses plus the sled batch of the rows
+    /// they changed (empty responses: nothing to write).
+    fn apply_in_memory(
+        &self,
+        entries: impl IntoIterator<Item = Entry<TypeConfig>>,
+    ) -> (Vec<pb::CommandResponse>, sled::Batch) {
+        let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let cluster_before = s.tables.cluster.clone();
+        let mut responses = Vec::new();
+        for e in entries {
+            s.last_applied = Some(e.log_id);
+            let resp = match e.payload {
+                EntryPayload::Blank => pb::CommandResponse::default(),
+                EntryPayload::Normal(cmd) => apply_command(&mut s.tables, &cmd),
+                EntryPayload::Membership(m) => {
+                    s.membership = StoredMembership::new(Some(e.log_id), m);
+                    pb::CommandResponse::default()
+                }
+            };
+            responses.push(resp);
+        }
+        let mut batch = sled::Batch::default();
+        if s.tables.cluster != cluster_before {
+            match &s.tables.cluster {
+                Some(c) => batch.insert(K_CLUSTER, c.encode_to_vec()),
+                None => batch.remove(K_CLUSTER),
+            }
+        }
+        write_changed_tables(&mut batch, &mut s.tables);
+        if !responses.is_empty() {
+            put_state_header(&mut batch, &s);
+        }
+        (responses, batch)
     }
 
     async fn flush(&self) -> Result<(), sled::Error> {
@@ -177,41 +216,19 @@ fn put_all_tables(batch: &mut sled::Batch, t: &Tables) {
     }
 }
 
-/// Adds to `batch` the row changes that turn `old` into `new`.
-fn diff_tables(batch: &mut sled::Batch, old: &Tables, new: &Tables) {
-    if old.cluster != new.cluster {
-        match &new.cluster {
-            Some(c) => batch.insert(K_CLUSTER, c.encode_to_vec()),
-            None => batch.remove(K_CLUSTER),
-        }
-    }
-    for id in old.nodes.keys().filter(|id| !new.nodes.contains_key(id)) {
-        batch.remove(node_key(*id));
-    }
-    for (id, n) in &new.nodes {
-        if old.nodes.get(id) != Some(n) {
-            batch.insert(node_key(*id), canonical::node_record(n));
-        }
-    }
-    for name in old.settings.keys().filter(|n| !new.settings.contains_key(*n)) {
-        batch.remove(setting_key(name));
-    }
-    for (name, st) in &new.settings {
-        if old.settings.get(name) != Some(st) {
-            batch.insert(setting_key(name), st.encode_to_vec());
-        }
-    }
-    diff_map(batch, &old.locations, &new.locations, location_key);
-    diff_map(batch, &old.credentials, &new.credentials, credential_key);
-    diff_map(batch, &old.jobs, &new.jobs, job_key);
-    for k in old.tasks.keys().filter(|k| !new.tasks.contains_key(*k)) {
-        batch.remove(task_key(k));
-    }
-    for (k, task) in &new.tasks {
-        if old.tasks.get(k) != Some(task) {
-            batch.insert(task_key(k), task.encode_to_vec());
-        }
-    }
+/// Adds to `batch` the changed rows of every keyed table (the cluster row is compared whole).
+fn write_changed_tables(batch: &mut sled::Batch, t: &mut Tables) {
+    write_changed(batch, &mut t.nodes, |id| node_key(*id), canonical::node_record);
+    write_changed(batch, &mut t.settings, |n| setting_key(n), |v| v.encode_to_vec());
+    write_changed(batch, &mut t.locations, |n| location_key(n), |v| v.encode_to_vec());
+    write_changed(batch, &mut t.credentials, |n| credential_key(n), |v| v.encode_to_vec());
+    write_changed(batch, &mut t.jobs, |id| job_key(id), |v| v.encode_to_vec());
+    write_changed(batch, &mut t.tasks, task_key, |v| v.encode_to_vec());
+}
+
+/// Forgets the change records of state that is already on disk as a whole (loaded or installed).
+fn forget_changes(t: &mut Tables) {
+    write_changed_tables(&mut sled::Batch::default(), t);
 }
 
 /// Reads and validates the whole `sm` tree.
@@ -305,6 +322,7 @@ fn load_state(db: &Db) -> Result<AppliedState, StoreError> {
             return Err(db.corrupt(format!("unknown state machine key {:?}", String::from_utf8_lossy(k))));
         }
     }
+    forget_changes(&mut s.tables);
     Ok(s)
 }
 
@@ -324,30 +342,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let _g = self.write.lock().await;
-        let old = self.current();
-        let mut new = old.clone();
-        let mut responses = Vec::new();
-        for e in entries {
-            new.last_applied = Some(e.log_id);
-            let resp = match e.payload {
-                EntryPayload::Blank => pb::CommandResponse::default(),
-                EntryPayload::Normal(cmd) => apply_command(&mut new.tables, &cmd),
-                EntryPayload::Membership(m) => {
-                    new.membership = StoredMembership::new(Some(e.log_id), m);
-                    pb::CommandResponse::default()
-                }
-            };
-            responses.push(resp);
-        }
+        let (responses, batch) = self.apply_in_memory(entries);
         if responses.is_empty() {
             return Ok(responses);
         }
-        let mut batch = sled::Batch::default();
-        diff_tables(&mut batch, &old.tables, &new.tables);
-        put_state_header(&mut batch, &new);
         self.db.sm.apply_batch(batch).map_err(write_sm_err)?;
         self.flush().await.map_err(write_sm_err)?;
-        self.publish(new);
         Ok(responses)
     }
 
@@ -366,7 +366,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let pb_data = codec::decode::<pb::SnapshotData>("snapshot data", &data).map_err(read_snapshot_err)?;
-        let state = AppliedState::from_snapshot_data(&pb_data).map_err(read_snapshot_err)?;
+        let mut state = AppliedState::from_snapshot_data(&pb_data).map_err(read_snapshot_err)?;
+        forget_changes(&mut state.tables);
         if state.last_applied != meta.last_log_id || state.membership != meta.last_membership {
             return Err(read_snapshot_err(CodecError::new(
                 "snapshot",

@@ -2,10 +2,11 @@
 //! `credentials`, `jobs`, `tasks`) plus the last
 //! applied log id and membership, and the [`StateReader`] that node/ uses to read them.
 //!
-//! The state machine keeps one [`AppliedState`] in memory, mirrored in sled; readers see it only
-//! after the corresponding sled batch is flushed, so they never see state that a crash could undo.
+//! The state machine keeps one [`AppliedState`] in memory, mirrored in sled. Readers see each
+//! apply batch whole; they may see it just before its rows are flushed to the `sm` tree, which a
+//! crash cannot undo, because the batch's entries are committed and flushed in the log and are
+//! applied again on restart (see [`crate::StateMachineStore`]).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use mesh_proto::v1 as pb;
@@ -13,21 +14,23 @@ use openraft::{BasicNode, LogId, StoredMembership};
 
 use crate::codec::{self, CodecError};
 use crate::settings;
+use crate::table::Table;
 
-/// The business tables, as plain ordered maps. [`crate::apply::apply_command`] works on this.
+/// The business tables, as ordered maps that record their changed keys (see [`Table`]).
+/// [`crate::apply::apply_command`] works on this.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tables {
     pub cluster: Option<pb::ClusterInfo>,
-    pub nodes: BTreeMap<u64, pb::NodeRecord>,
-    pub settings: BTreeMap<String, pb::Setting>,
+    pub nodes: Table<u64, pb::NodeRecord>,
+    pub settings: Table<String, pb::Setting>,
     /// Locations by name (see [`crate::config`]).
-    pub locations: BTreeMap<String, pb::Location>,
+    pub locations: Table<String, pb::Location>,
     /// Credentials by name; secret fields are ciphertext under the cluster data key.
-    pub credentials: BTreeMap<String, pb::Credential>,
+    pub credentials: Table<String, pb::Credential>,
     /// Jobs by id (see [`crate::jobs`]); finished jobs keep only their summary.
-    pub jobs: BTreeMap<String, pb::Job>,
+    pub jobs: Table<String, pb::Job>,
     /// Tasks of unfinished jobs by (job id, task id).
-    pub tasks: BTreeMap<crate::jobs::TaskKey, pb::Task>,
+    pub tasks: Table<crate::jobs::TaskKey, pb::Task>,
 }
 
 /// Everything the state machine holds.
@@ -153,8 +156,8 @@ impl StateReader {
     }
 
     fn with<T>(&self, f: impl FnOnce(&AppliedState) -> T) -> T {
-        // A poisoned lock only means a panic elsewhere while holding it; the data is a whole
-        // AppliedState swapped in one assignment, so it is still consistent.
+        // A poisoned lock means a panic while applying in place: the node's Raft stops with it
+        // and a restart reloads the flushed state, so reading on in the meantime is harmless.
         let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
         f(&guard)
     }

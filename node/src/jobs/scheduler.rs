@@ -388,7 +388,10 @@ mod tests {
         let nodes = [node(1, "")];
         let st = state(&[("j1", "plus", 1)], &nodes, "1");
         let mut s = st.snapshot();
-        s.tables.tasks.values_mut().for_each(|t| t.not_before_ms = 5_000);
+        s.tables.tasks.update_all(|t| {
+            t.not_before_ms = 5_000;
+            true
+        });
         let st = StateReader::from_state(s);
         assert!(plan(&st, &nodes, 1_000).is_empty(), "retry backoff not over");
         assert_eq!(plan(&st, &nodes, 5_000).len(), 1);
