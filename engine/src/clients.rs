@@ -12,7 +12,11 @@
 //!   jitter from 200 ms up to 20 s (throttling, 5xx, timeouts, connection errors). Body streams
 //!   are *not* retried by the SDK; callers retry a part/object on a retryable [`StoreError`].
 //! - Timeouts: connect [`CONNECT_TIMEOUT`], socket read [`READ_TIMEOUT`]; no whole-operation
-//!   timeout (it would cut large transfers). Stalled-stream protection is on with a grace period
+//!   timeout (it would cut large transfers). The SDK's read timeout runs from sending a request
+//!   to its response, so for an upload it includes sending the body: PutObject and UploadPart
+//!   get [`upload_timeouts`] instead, which allow the body to go at [`MIN_UPLOAD_RATE`] (a node
+//!   streaming 16 objects over a 64 Mbit/s link sends each at ~0.5 MiB/s; with 60 s, every 32 MiB
+//!   PUT timed out and was retried forever). Stalled-stream protection is on with a grace period
 //!   of [`STALL_GRACE`] (generous, so a bandwidth-limited consumer does not trip it).
 //!
 //! The cache key holds the credential *name* plus a SHA-256 fingerprint of its content, so a
@@ -39,6 +43,18 @@ pub const MAX_ATTEMPTS: u32 = 8;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const STALL_GRACE: Duration = Duration::from_secs(120);
+/// The slowest an upload body may go before its request times out (stalled-stream protection
+/// still ends a body that stops moving after [`STALL_GRACE`]).
+pub const MIN_UPLOAD_RATE: u64 = 64 << 10;
+
+/// Timeouts of a request that uploads `len` bytes: [`READ_TIMEOUT`] for the response plus the
+/// time the body takes at [`MIN_UPLOAD_RATE`].
+pub fn upload_timeouts(len: u64) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT + Duration::from_secs(len / MIN_UPLOAD_RATE))
+        .build()
+}
 /// Region used to talk to a bucket whose region is not known yet.
 pub const DISCOVERY_REGION: &str = "us-east-1";
 

@@ -89,6 +89,11 @@ fn trim_etag(e: &str) -> String {
     e.trim_matches('"').to_string()
 }
 
+/// The per-request config of an upload of `len` bytes (see [`super::clients::upload_timeouts`]).
+fn upload_config(len: u64) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(super::clients::upload_timeouts(len))
+}
+
 fn sdk_algo(a: ChecksumAlgo) -> ChecksumAlgorithm {
     match a {
         ChecksumAlgo::Crc32 => ChecksumAlgorithm::Crc32,
@@ -847,16 +852,21 @@ impl ObjectStore for S3Store {
         if opts.if_none_match {
             req = req.if_none_match("*");
         }
-        let out = req.send().await.map_err(|e| {
-            self.classify(
-                e,
-                &Cx {
-                    op: "PutObject",
-                    key: Some(key),
-                },
-                &region,
-            )
-        })?;
+        let out = req
+            .customize()
+            .config_override(upload_config(len))
+            .send()
+            .await
+            .map_err(|e| {
+                self.classify(
+                    e,
+                    &Cx {
+                        op: "PutObject",
+                        key: Some(key),
+                    },
+                    &region,
+                )
+            })?;
         let ret = pick_checksum(out.checksum_crc32(), out.checksum_crc32_c(), out.checksum_sha256()).or(ck);
         Ok(PutResult {
             etag: out.e_tag().map(trim_etag),
@@ -917,16 +927,21 @@ impl ObjectStore for S3Store {
             (None, Some(a)) => req.checksum_algorithm(sdk_algo(a)),
             (None, None) => req,
         };
-        let out = req.send().await.map_err(|e| {
-            self.classify(
-                e,
-                &Cx {
-                    op: "UploadPart",
-                    key: Some(key),
-                },
-                &region,
-            )
-        })?;
+        let out = req
+            .customize()
+            .config_override(upload_config(len))
+            .send()
+            .await
+            .map_err(|e| {
+                self.classify(
+                    e,
+                    &Cx {
+                        op: "UploadPart",
+                        key: Some(key),
+                    },
+                    &region,
+                )
+            })?;
         let etag = out.e_tag().map(trim_etag).ok_or_else(|| StoreError::Transient {
             detail: format!("UploadPart {part_number} of `{key}` returned no ETag"),
         })?;

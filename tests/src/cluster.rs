@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::ctl::{self, Status};
+use crate::netns::NetLab;
 use crate::proc::{self, ProcOutput};
 use crate::proxy::FaultProxy;
 use crate::tls::{NodeCert, Pki};
@@ -60,6 +61,7 @@ pub struct ClusterBuilder {
     election_timeout: Option<String>,
     extra_args: Vec<String>,
     ready_timeout: Duration,
+    netns: Option<std::sync::Arc<NetLab>>,
 }
 
 impl ClusterBuilder {
@@ -86,6 +88,14 @@ impl ClusterBuilder {
     /// An extra flag for every node.
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.extra_args.push(a.into());
+        self
+    }
+
+    /// Runs node `i` in host `i`'s namespace of `lab` (its address, its capped link) instead of
+    /// on a loopback address; the proxies bind the lab's root address. The lab must already
+    /// have a host per node.
+    pub fn in_namespaces(mut self, lab: std::sync::Arc<NetLab>) -> Self {
+        self.netns = Some(lab);
         self
     }
 
@@ -153,6 +163,7 @@ pub struct TestCluster {
     common_args: Vec<String>,
     token: OnceLock<String>,
     ids: std::sync::Mutex<std::collections::HashMap<usize, u64>>,
+    netns: Option<std::sync::Arc<NetLab>>,
 }
 
 fn free_port(ip: Ipv4Addr) -> std::net::TcpListener {
@@ -170,6 +181,7 @@ impl TestCluster {
             election_timeout: Some("1000ms".into()),
             extra_args: Vec::new(),
             ready_timeout: READY_TIMEOUT,
+            netns: None,
         }
     }
 
@@ -211,6 +223,7 @@ impl TestCluster {
             common_args,
             token: OnceLock::new(),
             ids: Default::default(),
+            netns: b.netns.clone(),
         };
         let expect = b.bootstrap_expect.unwrap_or(b.nodes);
         let all: Vec<usize> = (0..b.nodes).collect();
@@ -235,16 +248,34 @@ impl TestCluster {
     pub fn add_node(&mut self, mode: StartMode) -> usize {
         let idx = self.nodes.len();
         assert!(idx < 240, "too many nodes");
-        let ip = Ipv4Addr::new(self.base[0], self.base[1], self.base[2], 10 + idx as u8);
-        let (l1, l2) = (free_port(ip), free_port(ip));
-        let listen = l1.local_addr().unwrap();
-        let metrics = l2.local_addr().unwrap();
-        // The proxy binds its own port while l1 and l2 still hold theirs, so the three differ.
-        let proxy = FaultProxy::start(self.rt.handle(), SocketAddr::new(IpAddr::V4(ip), 0), listen)
-            .unwrap_or_else(|e| panic!("proxy for node {idx} on {ip}: {e}"));
-        drop((l1, l2));
+        let (ip, listen, metrics, proxy) = match &self.netns {
+            // The node alone in its namespace: fixed ports; the proxy on the root side.
+            Some(lab) => {
+                let ip = lab.host_ip(idx);
+                let listen = SocketAddr::new(IpAddr::V4(ip), 7400);
+                let proxy = FaultProxy::start(self.rt.handle(), SocketAddr::new(IpAddr::V4(lab.root_ip()), 0), listen)
+                    .unwrap_or_else(|e| panic!("proxy for node {idx} on {}: {e}", lab.root_ip()));
+                (ip, listen, SocketAddr::new(IpAddr::V4(ip), 7401), proxy)
+            }
+            None => {
+                let ip = Ipv4Addr::new(self.base[0], self.base[1], self.base[2], 10 + idx as u8);
+                let (l1, l2) = (free_port(ip), free_port(ip));
+                let listen = l1.local_addr().unwrap();
+                let metrics = l2.local_addr().unwrap();
+                // The proxy binds its own port while l1 and l2 still hold theirs, so the three differ.
+                let proxy = FaultProxy::start(self.rt.handle(), SocketAddr::new(IpAddr::V4(ip), 0), listen)
+                    .unwrap_or_else(|e| panic!("proxy for node {idx} on {ip}: {e}"));
+                drop((l1, l2));
+                (ip, listen, metrics, proxy)
+            }
+        };
         let name = format!("n{idx}");
-        let cert = self.pki.node_cert(&name, &[IpAddr::V4(ip)], &[]);
+        let proxy_ip = proxy.addr().ip();
+        let mut ips = vec![IpAddr::V4(ip)];
+        if proxy_ip != IpAddr::V4(ip) {
+            ips.push(proxy_ip);
+        }
+        let cert = self.pki.node_cert(&name, &ips, &[]);
         let data_dir = self.root.join(&name);
         std::fs::create_dir_all(&data_dir).unwrap();
         let log = self.root.join(format!("{name}.log"));
@@ -371,7 +402,15 @@ impl TestCluster {
 
     /// A meshd `Command` with a clean environment (no inherited `MESHD_*`), cwd = cluster root.
     pub fn meshd_command(&self) -> Command {
-        let mut cmd = Command::new(bins::meshd());
+        self.meshd_command_for(None)
+    }
+
+    /// [`Self::meshd_command`], inside node `i`'s namespace when the cluster has them.
+    fn meshd_command_for(&self, i: Option<usize>) -> Command {
+        let mut cmd = match (&self.netns, i) {
+            (Some(lab), Some(i)) => lab.command(i, bins::meshd()),
+            _ => Command::new(bins::meshd()),
+        };
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("MESHD_") {
                 cmd.env_remove(k);
@@ -392,7 +431,7 @@ impl TestCluster {
     /// Starts node `i` with exactly `args` (output appended to its log).
     pub fn spawn_with(&mut self, i: usize, args: Vec<String>) {
         assert!(!self.is_running(i), "node {i} is already running");
-        let mut cmd = self.meshd_command();
+        let mut cmd = self.meshd_command_for(Some(i));
         let n = &mut self.nodes[i];
         n.starts += 1;
         let mut log = OpenOptions::new().create(true).append(true).open(&n.log).unwrap();

@@ -12,6 +12,7 @@
 //! - [`seaweed`]: a SeaweedFS `weed mini` S3 server for the engine tests (installed from PyPI).
 //! - [`ctl`]: typed views of `meshctl -o json` output (`cluster status`, `setting get`).
 //! - [`cluster`]: [`TestCluster`], N nodes with their own loopback IPs, data dirs, logs, proxies.
+//! - [`netns`]: network namespaces with a rate-limited link per host (the scale-out benchmark).
 //! - [`wait`]: polling helpers with deadlines and clear panic messages (no fixed sleeps).
 //! - [`jobs`]: helpers of the distributed-job tests: an S3 client of SeaweedFS, S3 locations,
 //!   typed `meshctl job ...` output, a JobService gRPC client.
@@ -31,6 +32,7 @@ pub mod cluster;
 pub mod ctl;
 pub mod grpc;
 pub mod jobs;
+pub mod netns;
 pub mod proc;
 pub mod proxy;
 pub mod seaweed;

@@ -41,7 +41,8 @@ use rand::Rng;
 pub const SEAWEEDFS_VERSION: &str = "4.48";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn cache_dir() -> PathBuf {
+/// `${XDG_CACHE_HOME:-~/.cache}/bucketmesh`: the venv, and data the benchmarks seed once.
+pub fn cache_dir() -> PathBuf {
     match std::env::var_os("XDG_CACHE_HOME") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("bucketmesh"),
         _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/bucketmesh"),
@@ -110,6 +111,7 @@ pub fn weed_bin() -> Result<PathBuf, String> {
 pub struct SeaweedBuilder {
     buckets: Vec<String>,
     credentials: Option<(String, String)>,
+    ip: Option<Ipv4Addr>,
 }
 
 impl SeaweedBuilder {
@@ -122,6 +124,13 @@ impl SeaweedBuilder {
     /// Enforce one identity with these keys (otherwise any key is accepted).
     pub fn credentials(mut self, access_key_id: &str, secret: &str) -> Self {
         self.credentials = Some((access_key_id.into(), secret.into()));
+        self
+    }
+
+    /// Bind this address instead of a random loopback one (the scale-out benchmark binds the
+    /// root end of its namespaces' network, see [`crate::netns`]).
+    pub fn ip(mut self, ip: Ipv4Addr) -> Self {
+        self.ip = Some(ip);
         self
     }
 
@@ -203,12 +212,14 @@ impl SeaweedFs {
     fn start_with(opts: SeaweedBuilder) -> Result<SeaweedFs, String> {
         let weed = weed_bin()?;
         let mut rng = rand::thread_rng();
-        let ip = Ipv4Addr::new(
-            127,
-            rng.gen_range(1..=254),
-            rng.gen_range(0..=255),
-            rng.gen_range(2..=254),
-        );
+        let ip = opts.ip.unwrap_or_else(|| {
+            Ipv4Addr::new(
+                127,
+                rng.gen_range(1..=254),
+                rng.gen_range(0..=255),
+                rng.gen_range(2..=254),
+            )
+        });
         let dir = tempfile::Builder::new()
             .prefix("seaweed-")
             .tempdir()
@@ -322,6 +333,11 @@ impl SeaweedFs {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The server's process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn ip(&self) -> Ipv4Addr {

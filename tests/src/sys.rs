@@ -60,6 +60,12 @@ pub fn rusage_self() -> libc::rusage {
     }
 }
 
+/// Whether this process runs as root (network namespaces and tc need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Clock ticks per second (for /proc CPU times).
 pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no memory effects.

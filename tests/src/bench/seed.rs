@@ -30,9 +30,18 @@ pub struct Servers {
 impl Servers {
     /// One server with both buckets, or (`two`) one per bucket.
     pub async fn start(two: bool) -> Servers {
+        Self::start_at(two, None).await
+    }
+
+    /// [`Self::start`] with the servers bound to `ip` (else each on a random loopback address).
+    pub async fn start_at(two: bool, ip: Option<std::net::Ipv4Addr>) -> Servers {
         let start = |b: &[&str]| {
+            let sb = match ip {
+                Some(ip) => SeaweedFs::builder().ip(ip),
+                None => SeaweedFs::builder(),
+            };
             b.iter()
-                .fold(SeaweedFs::builder(), |sb, name| sb.bucket(name))
+                .fold(sb, |sb, name| sb.bucket(name))
                 .start()
                 .unwrap_or_else(|e| die(&e))
         };

@@ -41,11 +41,14 @@
 //!   a `JobService.Get` (when
 //!   `objects_done > 0` is first seen, and when the job is terminal), plus the job's own event
 //!   times (planning = LIST assigned, running = first COPY task planned).
-//! - **plan**: `--files` tiny files (100 folders) as an fs location, copied by `cp` to another fs
-//!   location on a mesh; time to the first file at the destination, to the end of the listing
+//! - **plan** (P6 with `--files 1000000`): `--files` tiny files (100 folders, made once under
+//!   `~/.cache/bucketmesh/bench-files-N` and reused) as an fs location, copied by `cp` to another
+//!   fs location on a mesh; the source's own LIST rate (the engine's fs store, 1,000 keys per
+//!   page), time to the first file at the destination, to the end of the listing
 //!   (`objects_total` reaches the count), to the end; peak RSS (VmHWM) per meshd, the sled dir
 //!   (`du -sb <data-dir>/db`) before, at its peak while running and after, the snapshots the
-//!   nodes built (`built snapshot … bytes=N` in their logs), the Raft entries the job cost.
+//!   nodes built (`built snapshot … bytes=N` in their logs), the Raft entries the job cost, and
+//!   the whole report fetched with `meshctl job report` (lines, bytes, time).
 //!
 //! Every run prints a report and a `RESULT {json}` line; `job-bench table FILE` summarizes them.
 //! `JOB_BENCH_TRACE=1` prints the job's counters every 500 ms while a mesh run waits.
@@ -1307,15 +1310,83 @@ fn any_file(dir: &Path) -> bool {
     false
 }
 
+/// The source tree of `plan`: made once per file count under the cache dir and reused (a
+/// million files take minutes to make); `.complete` marks a finished one.
+fn cached_files(files: usize) -> PathBuf {
+    let dir = mesh_tests::seaweed::cache_dir().join(format!("bench-files-{files}"));
+    if dir.join(".complete").exists() {
+        println!("reusing {files} files under {}", dir.display());
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| die(&format!("{}: {e}", dir.display())));
+    make_files(&dir, files);
+    std::fs::write(dir.join(".complete"), b"").unwrap_or_else(|e| die(&e.to_string()));
+    dir
+}
+
+/// How fast the source lists: every key, 1,000 per page, through the engine's fs store
+/// (what a LIST task reads). Returns (keys, seconds).
+fn source_list_rate(rt: &tokio::runtime::Runtime, dir: &Path) -> (u64, f64) {
+    use mesh_engine::store::{FsLocationSpec, KeyRange, LocationSpec};
+    rt.block_on(async {
+        let spec = LocationSpec::Fs(FsLocationSpec {
+            root: dir.to_path_buf(),
+        });
+        let store = mesh_engine::open_store(&spec, &mesh_engine::S3Clients::new())
+            .await
+            .unwrap_or_else(|e| die(&e.to_string()));
+        let t = Instant::now();
+        let mut range = KeyRange::default();
+        let mut n = 0u64;
+        loop {
+            let page = store.list(&range, 1000).await.unwrap_or_else(|e| die(&e.to_string()));
+            n += page.objects.len() as u64;
+            match page.next_start_after {
+                Some(k) => range.start_after = Some(k),
+                None => break,
+            }
+        }
+        (n, t.elapsed().as_secs_f64())
+    })
+}
+
+/// `meshctl job report ID` into a file (paged by meshctl): (lines, bytes, seconds).
+fn fetch_report(m: &Mesh, id: &str, to: &Path) -> Result<(u64, u64, f64), String> {
+    let out = std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let mut cmd = m.c.meshctl_command();
+    cmd.arg("--addr")
+        .arg(m.c.node(m.via).listen.to_string())
+        .arg("--cacert")
+        .arg(m.c.ca())
+        .arg("--token")
+        .arg(m.c.token())
+        .args(["job", "report", id])
+        .stdout(out);
+    let t = Instant::now();
+    let status = cmd.status().map_err(|e| format!("meshctl: {e}"))?;
+    let secs = t.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(format!("meshctl job report {id}: {status}"));
+    }
+    let text = std::fs::read(to).map_err(|e| e.to_string())?;
+    let lines = text.iter().filter(|&&b| b == b'\n').count() as u64;
+    Ok((lines, text.len() as u64, secs))
+}
+
 fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
     let base = tempfile::Builder::new()
         .prefix("job-bench-fs-")
         .tempdir()
         .unwrap_or_else(|e| die(&e.to_string()));
-    let (src, dst) = (base.path().join("src"), base.path().join("dst"));
-    std::fs::create_dir_all(&src).unwrap();
+    let src = cached_files(o.files);
+    let dst = base.path().join("dst");
     std::fs::create_dir_all(&dst).unwrap();
-    make_files(&src, o.files);
+    let (listed, list_s) = source_list_rate(rt, &src);
+    println!(
+        "the source lists {listed} keys in {list_s:.1}s ({:.0} keys/s, engine fs store, 1,000 per page)",
+        listed as f64 / list_s
+    );
     for (ni, &nodes) in o.nodes.iter().enumerate() {
         let m = Mesh::start(nodes, o.snapshot_every);
         let out_dir = format!("out{ni}");
@@ -1457,6 +1528,20 @@ fn plan(o: &Opts, rt: &tokio::runtime::Runtime) {
             job.encoded_len(),
             peak_tasks
         );
+        if let Some(t) = t_listed {
+            println!(
+                "  listing and planning: {:.0} keys/s (objects_total reached {files} after {t:.1}s) vs the source's {:.0} keys/s",
+                files as f64 / t,
+                listed as f64 / list_s
+            );
+        }
+        match fetch_report(&m, &job.id, &base.path().join("report.jsonl")) {
+            Ok((lines, bytes, secs)) => println!(
+                "  report: `meshctl job report` printed {lines} lines ({}) in {secs:.1}s",
+                HumanBytes(bytes)
+            ),
+            Err(e) => println!("  report: {e}"),
+        }
         let row = Row {
             scenario: "PLAN".into(),
             tool: format!("mesh {nodes}n"),

@@ -14,6 +14,7 @@
 //! re-sent until a write is acknowledged. On shutdown the running tasks are cancelled (their
 //! uploads aborted by the engine), their last checkpoints reported, and the leader reassigns them.
 
+mod merge;
 mod parts;
 pub mod report;
 mod run;

@@ -5,16 +5,17 @@
 //! [`CHUNK_LINES`] lines, its oldest line is [`CHUNK_EVERY`] old, or the task ends — a few
 //! requests per thousand objects — and reports a checkpoint only once every object up to it has
 //! its line stored. FINALIZE merges
-//! the chunks (an object that appears more than once was re-run after a failure: the last
-//! success wins and it counts as re-copied), writes `<report root><job>/report.jsonl`, deletes
-//! the chunks and reports the exact totals. Per-object records therefore never enter the Raft
+//! the chunks with bounded memory (an external merge, [`super::merge`]; an object that appears
+//! more than once was re-run after a failure: the last success wins and it counts as
+//! re-copied), streams `<report root><job>/report.jsonl` to the store, deletes the chunks and
+//! reports the exact totals. Per-object records therefore never enter the Raft
 //! log.
 //!
 //! The report root is the `job.report_location` setting (`LOCATION[:PATH/]`), or by default
 //! `.bucketmesh/reports/` at the root of the job's destination location — a prefix every job
 //! excludes from copying and deleting.
 
-use std::collections::HashMap;
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use mesh_raft::settings;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::merge::Merger;
 use super::task::{Ctx, End, Shared, RESERVED_PREFIX};
 use mesh_engine::ops::KeyMap;
 use mesh_engine::ops::{Action, Outcome, SkipReason};
@@ -198,70 +200,28 @@ pub async fn write_chunk(
     r
 }
 
-/// Merges report chunks: the chosen line per key, and how many objects were written twice.
-/// Chunks are given in (task, epoch, run, seq) order; for a key seen more than once a success wins
-/// over a failure and a later line over an earlier one.
-pub fn merge(chunks: &[Vec<u8>]) -> (Vec<Line>, u64) {
-    let mut by_key: HashMap<(String, bool), Line> = HashMap::new();
-    for c in chunks {
-        for raw in String::from_utf8_lossy(c).lines() {
-            let Ok(l) = serde_json::from_str::<Line>(raw) else {
-                continue;
-            };
-            let delete = matches!(l.outcome.as_str(), "deleted" | "would_delete" | "delete_suppressed");
-            let written = matches!(l.outcome.as_str(), "copied" | "moved") && !l.resumed;
-            let k = (if delete { l.dst_key.clone() } else { l.key.clone() }, delete);
-            match by_key.get_mut(&k) {
-                None => {
-                    let mut l = l;
-                    l.writes = written as u32;
-                    by_key.insert(k, l);
-                }
-                Some(prev) => {
-                    let writes = prev.writes + written as u32;
-                    // A failure never hides a success, and "found copied" never hides the
-                    // line of the write itself (it has the ETag and checksum).
-                    let keep_prev = prev.outcome != "failed" && (l.outcome == "failed" || l.resumed);
-                    if !keep_prev {
-                        *prev = l;
-                    }
-                    prev.writes = writes;
-                }
-            }
+/// Adds one line of a merged report to the job's exact totals.
+pub fn count(c: &mut pb::JobCounters, l: &Line) {
+    match l.outcome.as_str() {
+        "copied" | "moved" | "would_copy" | "would_move" => {
+            c.objects_done += 1;
+            c.bytes_done += l.bytes;
         }
+        "skipped" => {
+            c.objects_skipped += 1;
+            c.bytes_skipped += l.bytes;
+        }
+        "failed" => {
+            c.objects_failed += 1;
+            c.bytes_failed += l.bytes;
+        }
+        "deleted" | "would_delete" => c.objects_deleted += 1,
+        _ => {}
     }
-    let recopied = by_key.values().filter(|l| l.writes > 1).count() as u64;
-    let mut lines: Vec<Line> = by_key.into_values().collect();
-    lines.sort_by(|a, b| (&a.key, &a.dst_key).cmp(&(&b.key, &b.dst_key)));
-    (lines, recopied)
-}
-
-/// The exact totals of a merged report.
-pub fn totals(lines: &[Line]) -> pb::JobCounters {
-    let mut c = pb::JobCounters::default();
-    for l in lines {
-        match l.outcome.as_str() {
-            "copied" | "moved" | "would_copy" | "would_move" => {
-                c.objects_done += 1;
-                c.bytes_done += l.bytes;
-            }
-            "skipped" => {
-                c.objects_skipped += 1;
-                c.bytes_skipped += l.bytes;
-            }
-            "failed" => {
-                c.objects_failed += 1;
-                c.bytes_failed += l.bytes;
-            }
-            "deleted" | "would_delete" => c.objects_deleted += 1,
-            _ => {}
-        }
-        if !matches!(l.outcome.as_str(), "deleted" | "would_delete" | "delete_suppressed") {
-            c.objects_total += 1;
-            c.bytes_total += l.bytes;
-        }
+    if !matches!(l.outcome.as_str(), "deleted" | "would_delete" | "delete_suppressed") {
+        c.objects_total += 1;
+        c.bytes_total += l.bytes;
     }
-    c
 }
 
 /// FINALIZE: abort the job's leftover uploads, merge the report, report the totals.
@@ -345,25 +305,46 @@ pub async fn finalize(
         }
     }
     keys.sort();
-    let mut chunks = Vec::with_capacity(keys.len());
+    // An external merge (bounded memory, spilled under <data-dir>/tmp), written to a local file
+    // that is then streamed to the store.
+    let tmp = ctx.node.cfg.data_dir.join("tmp");
+    let local = |e: std::io::Error| format!("merging the report under {}: {e}", tmp.display());
+    let mut merger = Merger::new(&tmp).map_err(local)?;
     for k in &keys {
-        chunks.push(
-            read_all(store.as_ref(), k)
-                .await
-                .map_err(|e| format!("reading {k}: {e}"))?,
-        );
+        let chunk = read_all(store.as_ref(), k)
+            .await
+            .map_err(|e| format!("reading {k}: {e}"))?;
+        merger.push_chunk(&chunk).map_err(local)?;
     }
-    let (lines, recopied) = merge(&chunks);
-    let totals = totals(&lines);
-    let mut data = String::new();
-    for l in &lines {
-        data.push_str(&serde_json::to_string(l).unwrap_or_default());
-        data.push('\n');
-    }
+    let out = tempfile::NamedTempFile::new_in(&tmp).map_err(local)?;
+    let merged = {
+        let file = out.reopen().map_err(local)?;
+        tokio::task::spawn_blocking(move || -> std::io::Result<(pb::JobCounters, u64, u64)> {
+            let mut w = std::io::BufWriter::new(file);
+            let mut totals = pb::JobCounters::default();
+            let recopied = merger.finish(|l| {
+                count(&mut totals, l);
+                serde_json::to_writer(&mut w, l)?;
+                w.write_all(b"\n")
+            })?;
+            let file = w.into_inner().map_err(|e| e.into_error())?;
+            let len = file.metadata()?.len();
+            Ok((totals, recopied, len))
+        })
+        .await
+        .map_err(|e| format!("the report merge stopped: {e}"))?
+        .map_err(local)?
+    };
+    let (totals, recopied, len) = merged;
     let report_key = format!("{path}{}/report.jsonl", job.id);
-    let len = data.len() as u64;
+    let file = tokio::fs::File::open(out.path()).await.map_err(local)?;
+    let body: mesh_engine::store::Body = Box::pin(tokio_util::io::ReaderStream::new(file).map(|r| {
+        r.map_err(|e| mesh_engine::store::StoreError::Other {
+            detail: format!("reading the merged report: {e}"),
+        })
+    }));
     store
-        .put(&report_key, once_body(Bytes::from(data)), len, &WriteOptions::default())
+        .put(&report_key, body, len, &WriteOptions::default())
         .await
         .map_err(|e| format!("writing the report {report_key}: {e}"))?;
     let _ = store.delete_many(&keys).await;
@@ -374,84 +355,4 @@ pub async fn finalize(
         recopied,
         ..End::done()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn l(key: &str, outcome: &str, bytes: u64) -> String {
-        serde_json::to_string(&Line {
-            key: key.into(),
-            dst_key: format!("d/{key}"),
-            outcome: outcome.into(),
-            bytes,
-            ..Default::default()
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn merge_dedupes_and_counts_recopies() {
-        let a = [l("a", "copied", 1), l("b", "failed", 2), l("c", "copied", 3)].join("\n");
-        // b retried successfully elsewhere, c copied again after a failure, d new.
-        let b = [l("b", "copied", 2), l("c", "copied", 3), l("d", "skipped", 4)].join("\n");
-        let (lines, recopied) = merge(&[a.into_bytes(), b.into_bytes()]);
-        let outcomes: Vec<(&str, &str)> = lines.iter().map(|x| (x.key.as_str(), x.outcome.as_str())).collect();
-        assert_eq!(
-            outcomes,
-            [("a", "copied"), ("b", "copied"), ("c", "copied"), ("d", "skipped")]
-        );
-        assert_eq!(recopied, 1, "only c was written twice");
-        let t = totals(&lines);
-        assert_eq!((t.objects_done, t.bytes_done), (3, 6));
-        assert_eq!((t.objects_skipped, t.objects_failed, t.objects_total), (1, 0, 4));
-    }
-
-    #[test]
-    fn a_later_failure_does_not_hide_a_success() {
-        let a = l("x", "copied", 5);
-        let b = l("x", "failed", 5);
-        let (lines, _) = merge(&[a.into_bytes(), b.into_bytes()]);
-        assert_eq!(lines[0].outcome, "copied");
-        assert_eq!(totals(&lines).objects_failed, 0);
-    }
-
-    #[test]
-    fn a_resumed_line_is_copied_but_not_a_write() {
-        let resumed = |k: &str| {
-            serde_json::to_string(&Line {
-                key: k.into(),
-                outcome: "copied".into(),
-                bytes: 7,
-                resumed: true,
-                ..Default::default()
-            })
-            .unwrap()
-        };
-        // x: written, then found by the task's next run; y: only found (its line was lost).
-        let a = l("x", "copied", 7);
-        let b = [resumed("x"), resumed("y")].join("\n");
-        let (lines, recopied) = merge(&[a.into_bytes(), b.into_bytes()]);
-        assert_eq!(recopied, 0, "finding an object copied is not a second write");
-        assert_eq!(
-            (lines[0].key.as_str(), lines[0].resumed, lines[0].writes),
-            ("x", false, 1)
-        );
-        assert_eq!(
-            (lines[1].key.as_str(), lines[1].resumed, lines[1].writes),
-            ("y", true, 0)
-        );
-        let t = totals(&lines);
-        assert_eq!((t.objects_done, t.bytes_done, t.objects_skipped), (2, 14, 0));
-    }
-
-    #[test]
-    fn deletions_are_kept_apart_from_copies() {
-        let a = [l("k", "copied", 1), l("k", "deleted", 1)].join("\n");
-        let (lines, _) = merge(&[a.into_bytes()]);
-        assert_eq!(lines.len(), 2);
-        let t = totals(&lines);
-        assert_eq!((t.objects_done, t.objects_deleted, t.objects_total), (1, 1, 1));
-    }
 }

@@ -1,7 +1,8 @@
 //! Running one task on this node: the engine calls behind each task kind.
 //!
 //! - LIST pages through the source range and plans COPY tasks of at most
-//!   `job.copy_task_objects` objects / `job.copy_task_bytes` bytes, an own COPY task per object
+//!   `job.copy_task_objects` objects / `job.copy_task_bytes` bytes (less when that spreads a
+//!   page over more of the mesh's nodes, see [`spread_cut`]), an own COPY task per object
 //!   at or above the multipart threshold, and a split (PART_INIT + part ranges + complete) per
 //!   object at or above `job.split_object_bytes`. The ranges tile the whole key space: the first
 //!   starts at the beginning, the last is open-ended.
@@ -62,6 +63,22 @@ pub async fn run_task(
         Ok(end) => end,
         Err(e) => End::retry(e),
     }
+}
+
+/// The fewest objects and bytes [`spread_cut`] cuts a COPY task at (below that, a task's own
+/// range listing and its Raft entries cost more than spreading it gains).
+const MIN_TASK_OBJECTS: u64 = 100;
+const MIN_TASK_BYTES: u64 = 16 << 20;
+
+/// Where a listing page is cut into COPY tasks: at `job.copy_task_objects` /
+/// `job.copy_task_bytes`, or smaller, so that a page spreads over the mesh's `nodes` — at least
+/// one task per node by object count, two per node by bytes (so a node that finishes early takes
+/// another) — but never below [`MIN_TASK_OBJECTS`] / [`MIN_TASK_BYTES`].
+fn spread_cut(max_objects: u64, max_bytes: u64, page_objects: u64, page_bytes: u64, nodes: u64) -> (u64, u64) {
+    let nodes = nodes.max(1);
+    let objects = page_objects.div_ceil(nodes).max(MIN_TASK_OBJECTS).min(max_objects);
+    let bytes = page_bytes.div_ceil(2 * nodes).max(MIN_TASK_BYTES).min(max_bytes);
+    (objects.max(1), bytes.max(1))
 }
 
 /// A chunk of the listing being cut into a COPY task.
@@ -130,6 +147,17 @@ async fn list(
         let page = transfer::with_retry(&copts, "list", || src.list(&range, 1000))
             .await
             .map_err(|e| format!("listing {} failed: {e}", src.describe()))?;
+        let nodes = st
+            .nodes()
+            .iter()
+            .filter(|n| matches!(n.state(), pb::NodeState::Active | pb::NodeState::Joining))
+            .count() as u64;
+        let (page_objects, page_bytes) = page
+            .objects
+            .iter()
+            .filter(|o| o.size < copts.multipart_threshold)
+            .fold((0, 0), |(n, b), o| (n + 1, b + o.size));
+        let (cut_objects, cut_bytes) = spread_cut(max_objects, max_bytes, page_objects, page_bytes, nodes);
         for o in &page.objects {
             if prev.as_deref().is_some_and(|p| p >= o.key.as_str()) {
                 // The store lists folder by folder: cut the rest in that order.
@@ -190,7 +218,7 @@ async fn list(
                 chunk.bytes += o.size;
             }
             chunk.last = Some(o.key.clone());
-            if chunk.objects >= max_objects || chunk.bytes >= max_bytes {
+            if chunk.objects >= cut_objects || chunk.bytes >= cut_bytes {
                 let end = chunk.last.clone();
                 planned.push(copy_task(&boundary, end.clone(), &chunk, path_order));
                 boundary = end;
@@ -336,5 +364,29 @@ async fn copy(
             }
             Ok(End::done())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_page_is_cut_so_it_spreads_over_the_nodes() {
+        // 1,000 small objects: one task on one node, a third each on three.
+        assert_eq!(spread_cut(1000, 256 * MIB, 1000, 16 * MIB, 1).0, 1000);
+        assert_eq!(spread_cut(1000, 256 * MIB, 1000, 16 * MIB, 3).0, 334);
+        // Never below 100 objects, never above the setting.
+        assert_eq!(spread_cut(1000, 256 * MIB, 150, MIB, 5).0, 100);
+        assert_eq!(spread_cut(40, 256 * MIB, 1000, MIB, 1).0, 40);
+        // 20 × 32 MiB: two tasks' worth of bytes per node, at least 16 MiB, at most the setting.
+        assert_eq!(spread_cut(1000, 256 * MIB, 20, 640 * MIB, 5).1, 64 * MIB);
+        assert_eq!(spread_cut(1000, 256 * MIB, 20, 640 * MIB, 1).1, 256 * MIB);
+        assert_eq!(spread_cut(1000, 256 * MIB, 20, 40 * MIB, 5).1, 16 * MIB);
+        assert_eq!(spread_cut(1000, 8 * MIB, 20, 640 * MIB, 5).1, 8 * MIB);
+        // No node known (a LIST on a node not yet registered): as one node.
+        assert_eq!(spread_cut(1000, 256 * MIB, 1000, 640 * MIB, 0), (1000, 256 * MIB));
     }
 }
