@@ -134,8 +134,20 @@ impl SeaweedBuilder {
         self
     }
 
+    /// Starts the server. The ports are picked free just before the start, so another process
+    /// can take one in between: weed then says "Port allocation failed" and the start is tried
+    /// again with new ports (three times at most).
     pub fn start(self) -> Result<SeaweedFs, String> {
-        SeaweedFs::start_with(self)
+        let mut tries = 0;
+        loop {
+            match SeaweedFs::start_with(self.clone()) {
+                Err(e) if e.contains("Port allocation failed") && tries < 2 => {
+                    tries += 1;
+                    eprintln!("SeaweedFS lost a port to another process; starting again: {e}");
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Starts it, or prints `SKIP: …` and returns None when SeaweedFS cannot be installed or
