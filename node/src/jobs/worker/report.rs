@@ -5,7 +5,7 @@
 //! [`CHUNK_LINES`] lines, its oldest line is [`CHUNK_EVERY`] old, or the task ends — a few
 //! requests per thousand objects — and reports a checkpoint only once every object up to it has
 //! its line stored. FINALIZE merges
-//! the chunks with bounded memory (an external merge, [`super::merge`]; an object that appears
+//! the chunks with bounded memory (an external merge, `worker/merge.rs`; an object that appears
 //! more than once was re-run after a failure: the last success wins and it counts as
 //! re-copied), streams `<report root><job>/report.jsonl` to the store, deletes the chunks and
 //! reports the exact totals. Per-object records therefore never enter the Raft
