@@ -637,18 +637,38 @@ impl TestCluster {
         self.ctl_with(i, &self.token(), args, CTL_TIMEOUT)
     }
 
-    /// Like [`ctl`](Self::ctl) with an explicit token and deadline.
-    pub fn ctl_with(&self, i: usize, token: &str, args: &[&str], timeout: Duration) -> ProcOutput {
+    /// A meshctl `Command` talking to node `i` with `token` (`--addr`, `--cacert`, `--token`);
+    /// the caller adds the output format and the arguments.
+    pub fn ctl_command(&self, i: usize, token: &str) -> Command {
         let mut cmd = self.meshctl_command();
         cmd.arg("--addr")
             .arg(self.nodes[i].listen.to_string())
             .arg("--cacert")
             .arg(self.pki.ca())
             .arg("--token")
-            .arg(token)
-            .args(["-o", "json"])
-            .args(args);
+            .arg(token);
+        cmd
+    }
+
+    /// Like [`ctl`](Self::ctl) with an explicit token and deadline.
+    pub fn ctl_with(&self, i: usize, token: &str, args: &[&str], timeout: Duration) -> ProcOutput {
+        let mut cmd = self.ctl_command(i, token);
+        cmd.args(["-o", "json"]).args(args);
         proc::run(cmd, timeout)
+    }
+
+    /// Waits until node 0 sees at least `n` nodes `active` (a job submitted before may run on
+    /// fewer nodes).
+    pub fn wait_active(&self, n: usize, timeout: Duration) {
+        wait_for(&format!("{n} active nodes"), timeout, || {
+            let st = self.status(0).map_err(|o| o.describe())?;
+            let active = st.nodes.iter().filter(|x| x.state == "active").count();
+            if active >= n {
+                Ok(())
+            } else {
+                Err(st.summary())
+            }
+        });
     }
 
     /// Like [`ctl`](Self::ctl) but panics unless it exits 0; returns stdout parsed as JSON (or

@@ -305,15 +305,9 @@ impl S3 {
 
 /// meshctl against node `i` (`-o json`) with extra environment variables and a deadline.
 pub fn ctl_env(c: &TestCluster, i: usize, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> ProcOutput {
-    let mut cmd = c.meshctl_command();
+    let mut cmd = c.ctl_command(i, &c.token());
     cmd.env_remove("MESH_SECRET_ACCESS_KEY")
-        .env_remove("MESH_SESSION_TOKEN");
-    cmd.arg("--addr")
-        .arg(c.node(i).listen.to_string())
-        .arg("--cacert")
-        .arg(c.ca())
-        .arg("--token")
-        .arg(c.token())
+        .env_remove("MESH_SESSION_TOKEN")
         .args(["-o", "json"])
         .args(args)
         .envs(env.iter().copied());

@@ -25,15 +25,9 @@ fn random_hex(n: usize) -> String {
 
 /// meshctl against node `i` with `-o FORMAT`, extra environment and (optionally) stdin.
 fn ctl(c: &TestCluster, i: usize, format: &str, args: &[&str], env: &[(&str, &str)]) -> ProcOutput {
-    let mut cmd: Command = c.meshctl_command();
+    let mut cmd: Command = c.ctl_command(i, &c.token());
     cmd.env_remove("MESH_SECRET_ACCESS_KEY")
-        .env_remove("MESH_SESSION_TOKEN");
-    cmd.arg("--addr")
-        .arg(c.node(i).listen.to_string())
-        .arg("--cacert")
-        .arg(c.ca())
-        .arg("--token")
-        .arg(c.token())
+        .env_remove("MESH_SESSION_TOKEN")
         .args(["-o", format])
         .args(args)
         .envs(env.iter().copied());
@@ -117,24 +111,17 @@ fn locations_and_credentials_on_a_three_node_mesh() {
     );
     outputs.push(add);
     // ... and from stdin, as JSON.
-    let mut cmd = c.meshctl_command();
-    cmd.env_remove("MESH_SECRET_ACCESS_KEY")
-        .arg("--addr")
-        .arg(c.node(2).listen.to_string())
-        .arg("--cacert")
-        .arg(c.ca())
-        .arg("--token")
-        .arg(c.token())
-        .args([
-            "-o",
-            "json",
-            "credential",
-            "add",
-            "stdin-keys",
-            "--access-key-id",
-            "AKIASTDIN",
-            "--secret-access-key-stdin",
-        ]);
+    let mut cmd = c.ctl_command(2, &c.token());
+    cmd.env_remove("MESH_SECRET_ACCESS_KEY").args([
+        "-o",
+        "json",
+        "credential",
+        "add",
+        "stdin-keys",
+        "--access-key-id",
+        "AKIASTDIN",
+        "--secret-access-key-stdin",
+    ]);
     let stdin_out = run_with_stdin(cmd, format!("{secret}\n"));
     assert!(stdin_out.success(), "{}", stdin_out.describe());
     let v = stdin_out.json().unwrap();

@@ -261,16 +261,7 @@ impl Mesh {
             b = b.snapshot_every(s);
         }
         let c = b.start();
-        // Every node registered and active (else the first job may run on fewer nodes).
-        mesh_tests::wait_for(&format!("{n} active nodes"), Duration::from_secs(60), || {
-            let st = c.status(0).map_err(|o| o.describe())?;
-            let active = st.nodes.iter().filter(|x| x.state == "active").count();
-            if active >= n {
-                Ok(())
-            } else {
-                Err(st.summary())
-            }
-        });
+        c.wait_active(n, Duration::from_secs(60));
         let via = c.leader_index();
         let client = c.meshctl_client(via);
         println!(
@@ -288,15 +279,8 @@ impl Mesh {
     }
 
     fn ctl_env(&self, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> ProcOutput {
-        let mut cmd = self.c.meshctl_command();
-        cmd.arg("--addr")
-            .arg(self.c.node(self.via).listen.to_string())
-            .arg("--cacert")
-            .arg(self.c.ca())
-            .arg("--token")
-            .arg(self.c.token())
-            .args(["-o", "json"])
-            .args(args);
+        let mut cmd = self.c.ctl_command(self.via, &self.c.token());
+        cmd.args(["-o", "json"]).args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -1354,15 +1338,8 @@ fn source_list_rate(rt: &tokio::runtime::Runtime, dir: &Path) -> (u64, f64) {
 /// `meshctl job report ID` into a file (paged by meshctl): (lines, bytes, seconds).
 fn fetch_report(m: &Mesh, id: &str, to: &Path) -> Result<(u64, u64, f64), String> {
     let out = std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
-    let mut cmd = m.c.meshctl_command();
-    cmd.arg("--addr")
-        .arg(m.c.node(m.via).listen.to_string())
-        .arg("--cacert")
-        .arg(m.c.ca())
-        .arg("--token")
-        .arg(m.c.token())
-        .args(["job", "report", id])
-        .stdout(out);
+    let mut cmd = m.c.ctl_command(m.via, &m.c.token());
+    cmd.args(["job", "report", id]).stdout(out);
     let t = Instant::now();
     let status = cmd.status().map_err(|e| format!("meshctl: {e}"))?;
     let secs = t.elapsed().as_secs_f64();

@@ -244,25 +244,11 @@ impl Lab {
             .in_namespaces(self.lab.clone())
             .ready_timeout(Duration::from_secs(90))
             .start();
-        mesh_tests::wait_for(&format!("{n} active nodes"), Duration::from_secs(60), || {
-            let st = c.status(0).map_err(|o| o.describe())?;
-            let active = st.nodes.iter().filter(|x| x.state == "active").count();
-            if active >= n {
-                Ok(())
-            } else {
-                Err(st.summary())
-            }
-        });
+        c.wait_active(n, Duration::from_secs(60));
         let via = c.leader_index();
         let ctl = |args: &[&str], env: &[(&str, &str)]| {
-            let mut cmd = c.meshctl_command();
-            cmd.arg("--addr")
-                .arg(c.node(via).listen.to_string())
-                .arg("--cacert")
-                .arg(c.ca())
-                .arg("--token")
-                .arg(c.token())
-                .args(args);
+            let mut cmd = c.ctl_command(via, &c.token());
+            cmd.args(args);
             for (k, v) in env {
                 cmd.env(k, v);
             }
@@ -308,21 +294,15 @@ impl Lab {
     /// `meshctl cp src:FROM dst:TO --verify V --wait` on the leader of `c`.
     fn mesh_copy(&self, c: &TestCluster, scenario: &str, from: &str, to: &str, want: (u64, u64)) -> Row {
         let via = c.leader_index();
-        let mut cmd = c.meshctl_command();
-        cmd.arg("--addr")
-            .arg(c.node(via).listen.to_string())
-            .arg("--cacert")
-            .arg(c.ca())
-            .arg("--token")
-            .arg(c.token())
-            .args([
-                "cp",
-                &format!("src:{from}"),
-                &format!("dst:{to}"),
-                "--verify",
-                &self.o.verify,
-                "--wait",
-            ]);
+        let mut cmd = c.ctl_command(via, &c.token());
+        cmd.args([
+            "cp",
+            &format!("src:{from}"),
+            &format!("dst:{to}"),
+            "--verify",
+            &self.o.verify,
+            "--wait",
+        ]);
         let u = Usage::begin(&self.s);
         let out = mesh_tests::proc::run(cmd, self.o.timeout);
         let used = u.end(&self.s);
